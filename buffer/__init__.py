@@ -1,0 +1,1 @@
+"""NNG-Stream: receive-once, send-once FIFO memory buffer. Imports nothing of the other packages."""

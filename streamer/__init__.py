@@ -1,0 +1,1 @@
+"""LCLStreamer: event source -> processing steps -> serializer -> data handlers, MPI-parallel. Never imports Airflow."""

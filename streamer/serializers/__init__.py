@@ -1,0 +1,1 @@
+"""Built-in components; importing this package registers them."""
