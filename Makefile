@@ -1,0 +1,43 @@
+# LCLStream: `make demo` runs the main job locally, `make test` runs the whole test suite.
+# Both create .venv and install everything they need on a fresh machine.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed
+export LCLSTREAM_CACHE ?= $(CURDIR)/.cache
+
+# command:Debian package pairs; a package is installed only when its command is missing
+APT_NEEDS := java:default-jre-headless mvn:maven slurmctld:slurm-wlm slurmd:slurm-wlm sbatch:slurm-client munged:munge
+
+.PHONY: test demo venv lint apt clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -U pip
+	$(PIP) install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+apt:
+	@missing=""; for pair in $(APT_NEEDS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || case " $$missing " in *" $$pkg "*) ;; *) missing="$$missing $$pkg";; esac; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+test: venv apt lint
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest
+
+demo: venv
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m streamer.demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache demo-output
