@@ -1,0 +1,73 @@
+"""Local backend: each run is a supervisor (`python -m psik.run`) leading its own process group."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from psik.jobdir import JobDir
+from psik.models import BackendConfig, JobSpec, JobState
+from psik.transitions import reach
+
+log = logging.getLogger("psik")
+
+CANCEL_GRACE = 5.0
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def kill_group(pgid: int, grace: float = CANCEL_GRACE) -> None:
+    """SIGTERM the whole group, then SIGKILL whatever is left after ``grace`` seconds."""
+    if pgid <= 1:
+        raise ValueError(f"refusing to signal process group {pgid}")
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not group_alive(pgid):
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+class LocalBackend:
+    def start(self, job: JobDir, spec: JobSpec, jobndx: int, config: BackendConfig) -> None:
+        with open(job.path / "log" / f"psik.{jobndx}", "ab") as plog:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "psik.run", str(job.path), str(jobndx)],
+                stdin=subprocess.DEVNULL, stdout=plog, stderr=plog, start_new_session=True, close_fds=True,
+                env={**os.environ, "PSIK_MPIRUN": config.mpirun or ""},
+            )
+        job.set_native_id(jobndx, str(proc.pid))
+        # reap the supervisor when it exits so that it does not linger as a zombie in a long-lived server
+        threading.Thread(target=proc.wait, name=f"psik-reap-{proc.pid}", daemon=True).start()
+
+    def cancel(self, job: JobDir, jobndx: int, config: BackendConfig) -> None:
+        native = job.native_id(jobndx)
+        if native is None:
+            return
+        kill_group(int(native))
+
+    def reconcile(self, job: JobDir, jobndx: int, config: BackendConfig) -> None:
+        native = job.native_id(jobndx)
+        if native is not None and not group_alive(int(native)):
+            time.sleep(0.2)  # the supervisor may be writing its final state right now
+            reach(job, jobndx, JobState.FAILED, "supervisor process vanished without reporting")

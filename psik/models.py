@@ -1,0 +1,160 @@
+"""Pydantic models at every Psi-k boundary: job specs, backend configs, states and job records."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+JOBID_PATTERN = r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{6}$"
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED_ENV = frozenset({"jobid", "jobndx", "base", "mpirun", "nodes"})
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobState(StrEnum):
+    NEW = "new"
+    QUEUED = "queued"
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELED})
+_RANK = {JobState.NEW: 0, JobState.QUEUED: 1, JobState.ACTIVE: 2,
+         JobState.COMPLETED: 3, JobState.FAILED: 3, JobState.CANCELED: 3}
+
+
+class Resources(Strict):
+    """What one run of a job needs. ``duration`` is the wall-time limit in minutes."""
+
+    duration: float = Field(default=10.0, gt=0, le=60 * 24 * 30)
+    node_count: int = Field(default=1, ge=1, le=100_000)
+    process_count: int = Field(default=1, ge=1, le=10_000_000)
+    processes_per_node: int | None = Field(default=None, ge=1, le=100_000)
+    cpu_cores_per_process: int = Field(default=1, ge=1, le=4096)
+    gpu_cores_per_process: int = Field(default=0, ge=0, le=64)
+    exclusive_node_use: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Resources:
+        if self.processes_per_node is not None and self.processes_per_node * self.node_count < self.process_count:
+            raise ValueError(
+                f"processes_per_node ({self.processes_per_node}) x node_count ({self.node_count}) "
+                f"is less than process_count ({self.process_count})")
+        return self
+
+
+class JobSpec(Strict):
+    """What a user asks for. ``directory`` is relative to the job folder (default ``work``)."""
+
+    name: str = Field(default="job", pattern=NAME_PATTERN)
+    directory: str | None = Field(default=None, min_length=1, max_length=4096)
+    script: str = Field(min_length=1, max_length=1_000_000)
+    environment: dict[str, str] = Field(default_factory=dict)
+    inherit_environment: bool = True
+    resources: Resources = Field(default_factory=Resources)
+    backend: str = Field(default="default", pattern=NAME_PATTERN)
+    attributes: dict[str, str] = Field(default_factory=dict)
+    callback: str | None = Field(default=None, pattern=r"^https?://[^\s]+$", max_length=2048)
+    cb_secret: str | None = Field(default=None, min_length=1, max_length=4096)
+
+    @field_validator("environment")
+    @classmethod
+    def _env_keys(cls, env: dict[str, str]) -> dict[str, str]:
+        for key in env:
+            if not _ENV_KEY.match(key):
+                raise ValueError(f"environment variable name {key!r} is not a shell identifier")
+            if key in RESERVED_ENV:
+                raise ValueError(f"environment variable {key!r} is set by psik; reserved: {sorted(RESERVED_ENV)}")
+        return env
+
+    def public(self) -> JobSpec:
+        """A copy without the callback secret, safe to show."""
+        return self.model_copy(update={"cb_secret": None})
+
+
+class BackendConfig(Strict):
+    """One backend, defined in the server-side config only."""
+
+    type: Literal["local", "slurm"] = "local"
+    queue_name: str | None = None
+    project_name: str | None = None
+    reservation_id: str | None = None
+    attributes: dict[str, str] = Field(default_factory=dict)
+    users: list[str] | None = Field(
+        default=None, description="certificate names allowed to use this backend; null means everyone")
+    mpirun: str | None = Field(default=None, description="command the job sees as $mpirun")
+
+    def allows(self, user: str, admins: list[str]) -> bool:
+        return self.users is None or user in self.users or user in admins
+
+
+def default_backends() -> dict[str, BackendConfig]:
+    return {"default": BackendConfig(type="local")}
+
+
+class PsikConfig(Strict):
+    prefix: Path
+    backends: dict[str, BackendConfig] = Field(default_factory=default_backends)
+    admins: list[str] = Field(default_factory=list)
+    poll_interval: float = Field(default=10.0, gt=0, description="seconds between SLURM reconciliations")
+
+    @field_validator("backends")
+    @classmethod
+    def _names(cls, backends: dict[str, BackendConfig]) -> dict[str, BackendConfig]:
+        for name in backends:
+            if not re.match(NAME_PATTERN, name):
+                raise ValueError(f"backend name {name!r} must match {NAME_PATTERN}")
+        if not backends:
+            raise ValueError("at least one backend is needed")
+        return backends
+
+
+class StatusEntry(Strict):
+    time: float
+    jobndx: int
+    state: JobState
+    info: str = ""
+
+
+class BackendInfo(Strict):
+    name: str
+    type: str
+    queue_name: str | None = None
+    project_name: str | None = None
+    reservation_id: str | None = None
+
+
+class JobRecord(Strict):
+    """What Psi-k tells about a job: its spec without the secret, owner and state history."""
+
+    jobid: str
+    owner: str
+    spec: JobSpec
+    jobndx: int
+    state: JobState
+    info: str = ""
+    history: list[StatusEntry]
+    native_id: str | None = None
+
+
+class JobList(Strict):
+    jobs: list[JobRecord]
+    total: int

@@ -1,0 +1,32 @@
+"""Confinement of user-given paths to a job folder, and the default jobs prefix."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+
+
+class PathEscape(ValueError):
+    """A path in a request points outside the job folder."""
+
+
+def confine(base: Path, relative: str, *, field: str = "path") -> Path:
+    """Resolve ``relative`` under ``base``; refuse absolute paths, ``..`` and symlinks that escape."""
+    if not relative or "\x00" in relative:
+        raise PathEscape(f"{field}: empty or NUL-containing path is not allowed")
+    pure = PurePosixPath(relative)
+    if pure.is_absolute():
+        raise PathEscape(f"{field}: absolute path {relative!r} is not allowed; give a path inside the job folder")
+    if ".." in pure.parts:
+        raise PathEscape(f"{field}: '..' in {relative!r} is not allowed; paths stay inside the job folder")
+    root = base.resolve()
+    target = (root / pure).resolve()
+    if target != root and root not in target.parents:
+        raise PathEscape(f"{field}: {relative!r} resolves outside the job folder (through a symlink)")
+    return target
+
+
+def default_prefix() -> Path:
+    """Jobs live under the user's data directory: $XDG_DATA_HOME/psik/jobs or ~/.local/share/psik/jobs."""
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "psik" / "jobs"
