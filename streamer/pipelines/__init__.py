@@ -1,1 +1,3 @@
-"""Built-in components; importing this package registers them."""
+"""Built-in processing steps; importing this package registers them."""
+
+from streamer.pipelines import batch, peaknet, tof  # noqa: F401

@@ -1,1 +1,12 @@
-"""Built-in components; importing this package registers them."""
+"""Built-in event sources and data sources; importing this package registers them."""
+
+from streamer.sources import (  # noqa: F401
+    hdf5,
+    indexed,
+    psana,
+    synthetic,
+    synthetic_detectors,
+    synthetic_scalars,
+    synthetic_waveforms,
+)
+from streamer.sources.errors import SourceError  # noqa: F401
