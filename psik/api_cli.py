@@ -1,0 +1,44 @@
+"""``psik-api``: serve Psik-API over certified mutual TLS."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from certified.errors import CertifiedError
+from psik.config import InputError, load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="psik-api", description=__doc__)
+    p.add_argument("--config", type=Path, help="Psi-k config (YAML or JSON); default: $PSIK_CONFIG")
+    p.add_argument("--prefix", type=Path, help="folder holding the job folders (overrides the config)")
+    p.add_argument("--listen", default="https://127.0.0.1:8443", help="https://HOST:PORT (port 0: any free port)")
+    p.add_argument("--certified-config", type=Path, help="certified identity directory of this server")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    args = p.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        config = load_config(args.config, args.prefix)
+    except InputError as exc:
+        print(f"psik-api: invalid {exc.source}:", file=sys.stderr)
+        for line in exc.lines:
+            print(f"  {line}", file=sys.stderr)
+        return 2
+    from certified.serve import serve
+    from psik.api import create_app
+
+    try:
+        serve(create_app(config), args.listen, args.certified_config, log_level=args.log_level)
+    except CertifiedError as exc:
+        print(f"psik-api: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
