@@ -3,14 +3,13 @@
 File name: ``{file_prefix}_r{rank:04d}_{seq:06d}{ext}`` in ``write_directory`` where ``ext`` follows the
 payload format (``.h5``, ``.msgpack``, ``.simplon``, ``.bin``). Each file is written under a hidden
 temporary name in the same directory and renamed into place, so a reader never sees a partial file.
-A multi-part message (SIMPLON) is stored as its frames, each preceded by its length (u64 little endian);
+A multi-part message (SIMPLON) is stored packed by ``streamer.serializers.frames.pack_frames``;
 ``read_frames`` reads it back.
 """
 
 from __future__ import annotations
 
 import os
-import struct
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +18,7 @@ from pydantic import Field, field_validator
 from streamer.base import ComponentConfig, DataHandler, Message, MessageInfo, RunContext, message_nbytes
 from streamer.envelope import PayloadFormat
 from streamer.registry import Component, register
+from streamer.serializers.frames import pack_frames, unpack_frames
 
 EXTENSIONS: dict[PayloadFormat, str] = {
     PayloadFormat.RAW: ".bin",
@@ -26,7 +26,6 @@ EXTENSIONS: dict[PayloadFormat, str] = {
     PayloadFormat.MSGPACK: ".msgpack",
     PayloadFormat.SIMPLON: ".simplon",
 }
-_FRAME_LENGTH = struct.Struct("<Q")
 
 
 class BinaryFileWritingDataHandlerConfig(ComponentConfig):
@@ -49,17 +48,7 @@ def file_name(prefix: str, info: MessageInfo) -> str:
 
 def read_frames(data: bytes) -> list[bytes]:
     """Split the contents of a multi-part message file back into its frames."""
-    frames, offset = [], 0
-    while offset < len(data):
-        if offset + _FRAME_LENGTH.size > len(data):
-            raise ValueError(f"truncated frame length at byte {offset}")
-        (length,) = _FRAME_LENGTH.unpack_from(data, offset)
-        offset += _FRAME_LENGTH.size
-        if offset + length > len(data):
-            raise ValueError(f"frame at byte {offset} claims {length} bytes, only {len(data) - offset} left")
-        frames.append(data[offset:offset + length])
-        offset += length
-    return frames
+    return unpack_frames(data)
 
 
 class BinaryFileWritingDataHandler(DataHandler):
@@ -76,12 +65,7 @@ class BinaryFileWritingDataHandler(DataHandler):
         final = self.config.write_directory / name
         temporary = self.config.write_directory / f".{name}.tmp"
         with open(temporary, "wb") as out:
-            if isinstance(message, list):
-                for part in message:
-                    out.write(_FRAME_LENGTH.pack(len(part)))
-                    out.write(part)
-            else:
-                out.write(message)
+            out.write(pack_frames(message) if isinstance(message, list) else message)
             if self.config.fsync:
                 out.flush()
                 os.fsync(out.fileno())
