@@ -1,0 +1,137 @@
+"""One buffer run: a receiving thread and a sending thread around a bounded FIFO, plus the lifecycle.
+
+``waiting -> streaming -> draining -> done``; ``failed`` on idle timeout; ``canceled`` on ``cancel()``.
+Messages are forwarded as the ``pynng.Message`` objects nng received (no copy in Python).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Protocol
+
+import pynng
+
+from buffer.callbacks import CallbackPoster
+from buffer.config import BufferConfig
+from buffer.fifo import BoundedFifo
+from buffer.nng_side import NngInput, NngOutput
+from buffer.reporting import Reporter
+from buffer.status import BufferState, BufferStatus, StatusBoard
+
+log = logging.getLogger(__name__)
+
+
+class Output(Protocol):
+    def send(self, msg: pynng.Message) -> None: ...
+
+    def end(self, deadline: float, stopped: threading.Event) -> int: ...
+
+    def close(self) -> None: ...
+
+TICK = 0.1  # seconds between lifecycle checks in the controlling thread
+
+
+class Buffer:
+    """Build with a config (sockets are opened at once; ``EndpointError`` if they cannot be), then ``run()``."""
+
+    def __init__(self, cfg: BufferConfig, reporter: Reporter | None = None) -> None:
+        self.cfg = cfg
+        if reporter is None:
+            poster = CallbackPoster(cfg.callback, cfg.cb_secret) if cfg.callback else None
+            reporter = Reporter(status_file=cfg.status_file, callback=poster)
+        self.reporter = reporter
+        send_url = cfg.send if cfg.send is not None else f"zmq+{cfg.send_zmq}"
+        self.board = StatusBoard(cfg.recv, send_url, os.getpid(), on_change=reporter.state_change)
+        self.fifo = BoundedFifo(cfg.max_bytes, cfg.max_messages)
+        self.stopped = threading.Event()
+        self.finished = threading.Event()
+        self.output: Output
+        if cfg.send is not None:
+            self.output = NngOutput(cfg, self.board)
+        else:
+            from buffer.zmq_output import ZmqOutput  # pyzmq is only needed for this output
+
+            self.output = ZmqOutput(cfg, self.board, self.stopped)
+        try:
+            self.input = NngInput(cfg, self.board, self.fifo)
+        except BaseException:
+            self._close_output()
+            raise
+        self._sender = threading.Thread(target=self._send_loop, name="send", daemon=True)
+
+    # -- threads -------------------------------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        board, fifo = self.board, self.fifo
+        try:
+            while (item := fifo.get()) is not None:
+                msg, n = item
+                self.output.send(msg)
+                fifo.release(n)
+                board.messages_sent += 1
+                board.bytes_sent += n
+            if self.stopped.is_set():
+                return
+            left = self.output.end(time.monotonic() + self.cfg.end_timeout, self.stopped)
+            reason = f"{left} consumers did not hang up after the end marker" if left else None
+            board.transition(BufferState.DONE, reason, only_from=(BufferState.DRAINING,))
+        except pynng.Closed:
+            pass  # canceled or failed: the controlling thread closed the socket under us
+        finally:
+            self.finished.set()
+
+    # -- control ------------------------------------------------------------------------------------
+
+    def cancel(self, reason: str = "canceled") -> None:
+        """Stop now (from any thread, e.g. a signal handler): state ``canceled``, sockets closed."""
+        self._stop(BufferState.CANCELED, reason)
+
+    def _stop(self, state: BufferState, reason: str) -> None:
+        self.board.transition(state, reason)
+        self.stopped.set()
+        self.fifo.stop()
+        self.input.close()
+        if self.cfg.send is not None:
+            self.output.close()
+        self.finished.set()
+
+    def _close_output(self) -> None:
+        if not getattr(self, "_output_closed", False):
+            self._output_closed = True
+            self.output.close()
+
+    def run(self) -> BufferStatus:
+        """Forward until done, failed or canceled; returns the final status."""
+        cfg, board = self.cfg, self.board
+        if board.on_change is not None:
+            board.on_change(board.snapshot())  # the initial "waiting" line
+        self.input.thread.start()
+        self._sender.start()
+        started = time.monotonic()
+        next_report = started + cfg.report_interval
+        try:
+            while not self.finished.wait(TICK):
+                now = time.monotonic()
+                if (cfg.idle_timeout is not None and board.state is BufferState.WAITING
+                        and now - started > cfg.idle_timeout):
+                    self._stop(BufferState.FAILED, f"no producer connected within {cfg.idle_timeout:g} seconds")
+                if now >= next_report:
+                    next_report = now + cfg.report_interval
+                    board.update_rates()
+                    self.reporter.periodic(board.snapshot())
+        finally:
+            self.stopped.set()
+            self.fifo.stop()
+            self.input.close()
+            self.input.thread.join(5)
+            self._sender.join(5)
+            self._close_output()
+            board.update_rates()
+            final = board.snapshot()
+            self.reporter.periodic(final)
+            self.reporter.close()
+        return final
+

@@ -1,0 +1,197 @@
+"""The nng sockets of a buffer: producers push into a Pull0, consumers pull from a Push0.
+
+An empty message is the end of a stream, on both sides: a producer (or an upstream buffer) sends
+one after its data and the buffer closes that connection; the buffer sends one to each consumer
+after all data, and the consumer closes its connection on receiving it. Empty messages are
+therefore never forwarded as data.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pynng
+
+from buffer.config import BufferConfig, url_host
+from buffer.fifo import BoundedFifo
+from buffer.status import BufferState, StatusBoard
+from buffer.tls import tls_config
+
+log = logging.getLogger(__name__)
+
+RECV_POLL_MS = 250  # receive timeout: how often the receiving thread notices draining and stop
+END_MARKER_GAP = 0.02  # seconds between end markers, so a consumer can close before the next one
+
+
+class EndpointError(Exception):
+    """A socket could not listen on or dial its URL (address in use, bad address, ...)."""
+
+
+def msg_len(msg: pynng.Message) -> int:
+    # The length without materialising the body (pynng has no public accessor for it).
+    return pynng.lib.nng_msg_len(msg._nng_msg)
+
+
+def _attach(sock: pynng.Socket, url: str, *, dial: bool, role: str) -> None:
+    try:
+        if dial:
+            sock.dial(url, block=False)
+        else:
+            sock.listen(url)
+    except pynng.AddressInUse:
+        raise EndpointError(f"cannot listen on {role} URL {url}: the address is already in use") from None
+    except pynng.NNGException as exc:
+        verb = "dial" if dial else "listen on"
+        raise EndpointError(f"cannot {verb} {role} URL {url}: {exc}") from None
+
+
+def _tls(cfg: BufferConfig, url: str, *, dial: bool) -> pynng.TLSConfig | None:
+    if cfg.tls is None or not url.startswith("tls+tcp://"):
+        return None
+    return tls_config(cfg.tls, server=not dial, server_name=url_host(url))
+
+
+class NngInput:
+    """The producer side: tracks producers, refuses them while draining, feeds the FIFO."""
+
+    def __init__(self, cfg: BufferConfig, board: StatusBoard, fifo: BoundedFifo) -> None:
+        self.cfg = cfg
+        self.board = board
+        self.fifo = fifo
+        self._counted: set[int] = set()
+        self.sock = pynng.Pull0(recv_max_size=cfg.max_message_size, recv_timeout=RECV_POLL_MS)
+        tls = _tls(cfg, cfg.recv, dial=cfg.recv_dial)
+        if tls is not None:
+            self.sock.tls_config = tls
+        self.sock.add_pre_pipe_connect_cb(self._pre_connect)
+        self.sock.add_post_pipe_connect_cb(self._connected)
+        self.sock.add_post_pipe_remove_cb(self._removed)
+        try:
+            _attach(self.sock, cfg.recv, dial=cfg.recv_dial, role="--recv")
+        except EndpointError:
+            self.sock.close()
+            raise
+        self.thread = threading.Thread(target=self._run, name="recv", daemon=True)
+
+    def _pre_connect(self, pipe: pynng.Pipe) -> None:
+        with self.board.lock:
+            if self.board.state is BufferState.WAITING or self.board.state is BufferState.STREAMING:
+                return
+            self.board.producers_refused += 1
+        log.info("refused a producer connection in state %s", self.board.state.value)
+        pipe.close()
+
+    def _connected(self, pipe: pynng.Pipe) -> None:
+        with self.board.lock:
+            self._counted.add(pipe.id)
+            self.board.producers_connected += 1
+            self.board.producers_total += 1
+            self.board.transition(BufferState.STREAMING, only_from=(BufferState.WAITING,))
+
+    def _removed(self, pipe: pynng.Pipe) -> None:
+        with self.board.lock:
+            if pipe.id not in self._counted:
+                return
+            self._counted.discard(pipe.id)
+            self.board.producers_connected -= 1
+            if self.board.producers_connected == 0 and self.board.producers_total >= self.cfg.producers:
+                self.board.transition(BufferState.DRAINING, f"all {self.board.producers_total} producers finished",
+                                      only_from=(BufferState.STREAMING,))
+
+    def _producer_ended(self, pipe: pynng.Pipe | None) -> None:
+        """A producer sent its end marker: close its connection (a dialled upstream: stop redialling)."""
+        if pipe is None:
+            return
+        try:
+            if self.cfg.recv_dial:
+                pipe.dialer.close()
+            else:
+                pipe.close()
+        except (pynng.NNGException, TypeError, KeyError) as exc:
+            log.debug("closing a finished producer's connection: %s", exc)
+
+    def _run(self) -> None:
+        board, fifo, sock = self.board, self.fifo, self.sock
+        try:
+            while fifo.wait_for_room():
+                try:
+                    msg = sock.recv_msg()
+                except pynng.Timeout:
+                    if board.state is BufferState.DRAINING:
+                        break  # no producer left and nothing arrived within the poll: input is complete
+                    continue
+                n = msg_len(msg)
+                if n == 0:
+                    self._producer_ended(msg.pipe)
+                    continue
+                fifo.put(msg, n)
+                board.messages_received += 1
+                board.bytes_received += n
+        except pynng.Closed:
+            pass
+        finally:
+            fifo.end_input()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class NngOutput:
+    """The consumer side: Push0 round robin over ready consumers, then one end marker each."""
+
+    def __init__(self, cfg: BufferConfig, board: StatusBoard) -> None:
+        assert cfg.send is not None
+        self.board = board
+        self._counted: set[int] = set()
+        self.sock = pynng.Push0()
+        tls = _tls(cfg, cfg.send, dial=cfg.send_dial)
+        if tls is not None:
+            self.sock.tls_config = tls
+        self.sock.add_post_pipe_connect_cb(self._connected)
+        self.sock.add_post_pipe_remove_cb(self._removed)
+        try:
+            _attach(self.sock, cfg.send, dial=cfg.send_dial, role="--send")
+        except EndpointError:
+            self.sock.close()
+            raise
+
+    def _connected(self, pipe: pynng.Pipe) -> None:
+        with self.board.lock:
+            self._counted.add(pipe.id)
+            self.board.consumers_connected += 1
+            self.board.consumers_total += 1
+        log.info("consumer connected (%d now)", self.board.consumers_connected)
+
+    def _removed(self, pipe: pynng.Pipe) -> None:
+        with self.board.lock:
+            if pipe.id not in self._counted:
+                return
+            self._counted.discard(pipe.id)
+            self.board.consumers_connected -= 1
+        log.info("consumer disconnected (%d now)", self.board.consumers_connected)
+
+    def send(self, msg: pynng.Message) -> None:
+        """Hand one message to nng (blocks until a consumer is ready for it)."""
+        self.sock.send_msg(msg)
+
+    def end(self, deadline: float, stopped: threading.Event) -> int:
+        """Send end markers until every connected consumer has hung up; the number still connected.
+
+        Consumers close on their first marker, so each sees exactly one; Push0 only hands a marker
+        to a pipe that finished sending everything before it. A consumer that neither reads nor
+        hangs up is left connected when ``deadline`` passes.
+        """
+        self.sock.send_timeout = RECV_POLL_MS
+        while self.board.consumers_connected > 0 and time.monotonic() < deadline and not stopped.is_set():
+            try:
+                self.sock.send(b"")
+            except pynng.Timeout:
+                continue
+            self.board.end_markers_sent += 1
+            time.sleep(END_MARKER_GAP)
+        return self.board.consumers_connected
+
+    def close(self) -> None:
+        self.sock.close()

@@ -1,0 +1,130 @@
+"""The buffer's live status: the pydantic model others parse, and the thread-safe board that fills it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+log = logging.getLogger(__name__)
+
+class BufferState(StrEnum):
+    WAITING = "waiting"
+    STREAMING = "streaming"
+    DRAINING = "draining"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def final(self) -> bool:
+        return self in (BufferState.DONE, BufferState.FAILED, BufferState.CANCELED)
+
+
+EXIT_CODES = {BufferState.DONE: 0, BufferState.FAILED: 1, BufferState.CANCELED: 3}
+
+
+class BufferStatus(BaseModel):
+    """One snapshot, as printed on stdout, written to --status-file and POSTed to --callback."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: BufferState
+    reason: str | None = None
+    pid: int
+    recv_url: str
+    send_url: str
+    started_at: float
+    time: float
+    producers_connected: int = 0
+    producers_total: int = 0
+    producers_refused: int = 0
+    consumers_connected: int = 0
+    consumers_total: int = 0
+    messages_received: int = 0
+    bytes_received: int = 0
+    messages_sent: int = 0
+    bytes_sent: int = 0
+    messages_buffered: int = 0
+    bytes_buffered: int = 0
+    end_markers_sent: int = 0
+    receive_rate_bytes: float = 0.0
+    receive_rate_messages: float = 0.0
+    send_rate_bytes: float = 0.0
+    send_rate_messages: float = 0.0
+
+
+class StatusBoard:
+    """Counters written by the forwarding threads and pipe callbacks; snapshots computed on demand.
+
+    Each message counter has a single writer thread, so plain ints suffice; connection counts are
+    changed from nng's callback threads and share a lock.
+    """
+
+    def __init__(self, recv_url: str, send_url: str, pid: int,
+                 on_change: Callable[[BufferStatus], None] | None = None) -> None:
+        self.lock = threading.RLock()
+        self.on_change = on_change
+        self.state = BufferState.WAITING
+        self.reason: str | None = None
+        self.recv_url = recv_url
+        self.send_url = send_url
+        self.pid = pid
+        self.started_at = time.time()
+        self.producers_connected = 0
+        self.producers_total = 0
+        self.producers_refused = 0
+        self.consumers_connected = 0
+        self.consumers_total = 0
+        self.messages_received = 0
+        self.bytes_received = 0
+        self.messages_sent = 0
+        self.bytes_sent = 0
+        self.end_markers_sent = 0
+        self._last = (time.monotonic(), 0, 0, 0, 0)
+        self._rates = (0.0, 0.0, 0.0, 0.0)
+
+    def transition(self, new: BufferState, reason: str | None = None, *,
+                   only_from: tuple[BufferState, ...] | None = None) -> bool:
+        """Move to ``new`` unless the state is final (or not in ``only_from``); report the change once."""
+        with self.lock:
+            if self.state.final or self.state is new or (only_from is not None and self.state not in only_from):
+                return False
+            self.state = new
+            self.reason = reason
+            log.info("state %s%s", new.value, f": {reason}" if reason else "")
+            if self.on_change is not None:
+                self.on_change(self.snapshot())
+            return True
+
+    def update_rates(self) -> None:
+        """Recompute rates over the time since the previous call (called once per report interval)."""
+        now = time.monotonic()
+        t0, rm, rb, sm, sb = self._last
+        dt = now - t0
+        if dt <= 0:
+            return
+        cur = (self.messages_received, self.bytes_received, self.messages_sent, self.bytes_sent)
+        self._rates = (
+            (cur[1] - rb) / dt, (cur[0] - rm) / dt, (cur[3] - sb) / dt, (cur[2] - sm) / dt,
+        )
+        self._last = (now, *cur)
+
+    def snapshot(self) -> BufferStatus:
+        rm, rb, sm, sb = self.messages_received, self.bytes_received, self.messages_sent, self.bytes_sent
+        return BufferStatus(
+            state=self.state, reason=self.reason, pid=self.pid, recv_url=self.recv_url, send_url=self.send_url,
+            started_at=self.started_at, time=time.time(),
+            producers_connected=self.producers_connected, producers_total=self.producers_total,
+            producers_refused=self.producers_refused,
+            consumers_connected=self.consumers_connected, consumers_total=self.consumers_total,
+            messages_received=rm, bytes_received=rb, messages_sent=sm, bytes_sent=sb,
+            messages_buffered=max(rm - sm, 0), bytes_buffered=max(rb - sb, 0),
+            end_markers_sent=self.end_markers_sent,
+            receive_rate_bytes=self._rates[0], receive_rate_messages=self._rates[1],
+            send_rate_bytes=self._rates[2], send_rate_messages=self._rates[3],
+        )
