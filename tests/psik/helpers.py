@@ -1,0 +1,85 @@
+"""Test helpers: bounded waiting, a real HTTP callback receiver that checks signatures, process probes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TypeVar
+
+from certified.signature import SIGNATURE_HEADER, verify
+
+T = TypeVar("T")
+
+
+def wait_for(probe: Callable[[], T], timeout: float = 60.0, interval: float = 0.1, what: str = "condition") -> T:
+    """Poll ``probe`` until it returns something truthy; bounded by ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class Receiver:
+    url: str
+    secret: str
+    accepted: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[bytes] = field(default_factory=list)
+
+    def states(self, jobid: str) -> list[tuple[int, str]]:
+        return [(c["jobndx"], c["state"]) for c in self.accepted if c["jobid"] == jobid]
+
+
+@contextmanager
+def callback_receiver(secret: str) -> Iterator[Receiver]:
+    """A real HTTP server on 127.0.0.1 that accepts only correctly signed callbacks (401 otherwise)."""
+    box: dict[str, Receiver] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server API
+            body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            rec = box["r"]
+            if verify(body, rec.secret, self.headers.get(SIGNATURE_HEADER)):
+                rec.accepted.append(json.loads(body))
+                self.send_response(200)
+            else:
+                rec.rejected.append(body)
+                self.send_response(401)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    box["r"] = Receiver(url=f"http://127.0.0.1:{server.server_address[1]}/cb", secret=secret)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield box["r"]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def process_gone(pid: int) -> bool:
+    """True when ``pid`` no longer runs (absent, or a zombie waiting to be reaped)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    for line in status.splitlines():
+        if line.startswith("State:"):
+            return "Z" in line.split()[1]
+    return False
