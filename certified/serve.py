@@ -1,0 +1,94 @@
+"""Run an ASGI app under uvicorn with mutual TLS 1.3, the caller in the scope, and a JSON access log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import uvicorn
+from uvicorn.importer import ImportFromStringError, import_from_string
+
+from certified.access_log import ACCESS_LOGGER, AccessLog
+from certified.asgi_tls import PROTOCOL
+from certified.errors import CertifiedError
+from certified.tls import server_context
+
+log = logging.getLogger("certified.serve")
+
+
+def parse_listen_url(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise CertifiedError(f"URL {url!r} has an invalid port: {exc}") from exc
+    if parts.scheme != "https" or not parts.hostname or port is None or parts.path not in ("", "/"):
+        raise CertifiedError(f"listen URL {url!r} must look like https://HOST:PORT (port 0 picks a free port)")
+    return parts.hostname, port
+
+
+def load_app(app: Any) -> Any:
+    if not isinstance(app, str):
+        return app
+    try:
+        return import_from_string(app)
+    except ImportFromStringError as exc:
+        raise CertifiedError(f"cannot load app {app!r}: {exc} (expected 'package.module:attribute')") from exc
+
+
+def _json_stderr_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in (ACCESS_LOGGER, "certified.serve"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            logger.addHandler(handler)
+            logger.propagate = False
+        logger.setLevel(level.upper())
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise CertifiedError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(app: Any, url: str, config_dir: str | Path | None = None, *, log_level: str = "info") -> None:
+    """Serve ``app`` (an ASGI app or 'module:attr') at ``url`` (https://HOST:PORT) until SIGINT/SIGTERM.
+
+    TLS 1.3 only; clients must present a certificate signed by a trusted client CA. Requests carry the
+    ASGI TLS extension (so ``certified.fastapi.caller`` works) and each is logged as one JSON line on
+    stderr by the ``certified.access`` logger. One JSON line ``{"event": "listening", "url": ...}`` tells
+    the actual port when ``url`` asks for port 0.
+    """
+    host, port = parse_listen_url(url)
+    context = server_context(config_dir)  # fail early on a missing identity, before binding
+    asgi_app = AccessLog(load_app(app))
+    _json_stderr_logging(log_level)
+    sock = bind(host, port)
+    actual = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    config = uvicorn.Config(
+        asgi_app, http=PROTOCOL, ws="none", log_level=log_level, access_log=False,
+        ssl_context_factory=lambda _config, _default: context,
+    )
+    log.info(json.dumps({"event": "listening", "url": f"https://{shown}:{actual}", "pid": os.getpid()}))
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+        log.info(json.dumps({"event": "stopped", "url": f"https://{shown}:{actual}"}))
+
