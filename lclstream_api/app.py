@@ -1,0 +1,106 @@
+"""The FastAPI applications: the mutual-TLS API, and the loopback callback listener.
+
+Callbacks from the buffer and from Psi-k jobs cannot present client certificates, so the route
+``POST /v1/callbacks/{kind}?transfer=ID`` is also served by a second, plain-HTTP app that
+``lclstream-api`` binds to a loopback address only (``callback_listen``). Each transfer has its own
+random secret; a callback is accepted only when its ``x-hub-signature-256`` is the HMAC-SHA256 of the
+raw body under that secret. Anything else gets 403 and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from certified.signature import verify
+from lclstream_api.manager import BUFFER, JOB, Rejected, TransferManager
+from lclstream_api.models import TransferList, TransferRequest, TransferView
+from lclstream_api.states import TransferState
+
+log = logging.getLogger("lclstream_api")
+
+CALLBACK_KINDS = (BUFFER, JOB)
+
+
+def _callback_router(manager: TransferManager) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/v1/callbacks/{kind}", status_code=204, response_class=Response,
+                 summary="Signed state callback from a transfer's buffer or Psi-k job")
+    async def callback(kind: str, request: Request, transfer: Annotated[str, Query(min_length=1)],
+                       signature: Annotated[str | None, Header(alias="x-hub-signature-256")] = None) -> Response:
+        if kind not in CALLBACK_KINDS:
+            raise HTTPException(404, f"unknown callback kind {kind!r}; known: {', '.join(CALLBACK_KINDS)}")
+        body = await request.body()
+        secret = manager.secret(transfer)
+        if secret is None or not signature or not verify(body, secret, signature):
+            log.warning("rejected %s callback for transfer %s: bad or missing signature", kind, transfer)
+            raise HTTPException(403, "callback signature does not match")
+        try:
+            payload: Any = json.loads(body)
+        except ValueError as exc:
+            raise HTTPException(400, "callback body is not JSON") from exc
+        manager.on_callback(kind, transfer, payload if isinstance(payload, dict) else {})
+        return Response(status_code=204)
+
+    return router
+
+
+def create_callback_app(manager: TransferManager) -> FastAPI:
+    """Plain-HTTP app with only the callback route (bind it to loopback)."""
+    app = FastAPI(title="LCLStream-API callbacks", openapi_url=None, docs_url=None, redoc_url=None)
+    app.include_router(_callback_router(manager))
+    return app
+
+
+def _default_caller() -> Callable[..., Any]:
+    from certified.fastapi import caller
+
+    return caller
+
+
+def create_app(manager: TransferManager, caller_dependency: Callable[..., Any] | None = None) -> FastAPI:
+    """The LCLStream-API app; serve it under certified mutual TLS (callers are certificate names)."""
+    caller_dep = caller_dependency or _default_caller()
+
+    def caller_name(who: Annotated[Any, Depends(caller_dep)]) -> str:
+        return str(getattr(who, "name", who))
+
+    Caller = Annotated[str, Depends(caller_name)]
+    app = FastAPI(title="LCLStream-API", version="1",
+                  description="Turn a streamer config into a running transfer: buffer + MPI producers.")
+
+    @app.exception_handler(Rejected)
+    async def _rejected(_request: Request, exc: Rejected) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    @app.post("/v1/transfers", response_model=TransferView, status_code=201,
+              responses={200: {"description": "existing transfer with this Idempotency-Key"},
+                         429: {"description": "too many running transfers for this user"}})
+    def request_transfer(body: TransferRequest, caller: Caller, response: Response,
+                         idempotency_key: Annotated[str | None, Header(max_length=256)] = None) -> TransferView:
+        record, created = manager.create(caller, body, idempotency_key)
+        if not created:
+            response.status_code = 200
+        return TransferView.of(record)
+
+    @app.get("/v1/transfers", response_model=TransferList)
+    def list_transfers(caller: Caller, state: TransferState | None = None) -> TransferList:
+        return TransferList(transfers=[TransferView.of(r) for r in manager.list(caller, state)])
+
+    @app.get("/v1/transfers/{transfer_id}", response_model=TransferView)
+    def get_transfer(transfer_id: str, caller: Caller) -> TransferView:
+        record = manager.get(transfer_id, caller)
+        return TransferView.of(manager.reconcile(record))
+
+    @app.delete("/v1/transfers/{transfer_id}", response_model=TransferView)
+    def cancel_transfer(transfer_id: str, caller: Caller) -> TransferView:
+        return TransferView.of(manager.cancel(transfer_id, caller))
+
+    app.include_router(_callback_router(manager))
+    return app

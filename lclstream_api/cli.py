@@ -1,0 +1,204 @@
+"""``lclstream``: request a transfer from LCLStream-API and receive it anywhere.
+
+    lclstream request cfg.yaml --server ALIAS [--ranks 2 ...]   prints the id and the url
+    lclstream status ID | list [--state S] | cancel ID
+    lclstream pull URL --out DIR          exit 0 only if every producer's sequence is complete
+    lclstream get cfg.yaml --out DIR      request + pull (+ cancel on Ctrl-C)
+
+Exit codes: 0 success, 1 incomplete stream or service error, 2 bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import httpx
+from pydantic import ValidationError
+
+from lclstream_api.client import TransferAPIError, TransferClient, load_request_config
+from lclstream_api.models import TransferOptions, TransferView
+from lclstream_api.receive import Receiver, pull
+from lclstream_api.transport import DataTLS
+
+EXIT_INCOMPLETE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class UsageError(Exception):
+    """Bad input from the user: exit 2 with this one message."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"lclstream: {message} (see lclstream --help)\n")
+
+
+def _server_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", default=os.environ.get("LCLSTREAM_SERVER", "lclstream"),
+                   help="certified service alias or https URL of LCLStream-API ($LCLSTREAM_SERVER)")
+    p.add_argument("--certified-config", default=None, help="certified config directory of your identity")
+
+
+def _option_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ranks", type=int, default=1, help="MPI ranks of the producers")
+    p.add_argument("--backend", default="default", help="Psi-k backend the producers run on")
+    p.add_argument("--max-bytes", type=int, default=256 * 2**20, help="buffer memory limit in bytes")
+    p.add_argument("--idle-timeout", type=float, default=120.0,
+                   help="seconds the service waits for the first producer / consumer")
+    p.add_argument("--total-timeout", type=float, default=None, help="seconds after which the transfer fails")
+    p.add_argument("--tls", action="store_true", help="encrypt the data stream (tls+tcp)")
+    p.add_argument("--idempotency-key", default=None, help="asking twice with the same key starts one transfer")
+
+
+def _receive_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=None, help="directory for one file per message")
+    p.add_argument("--wait", type=float, default=120.0, help="give up after this many seconds without data")
+    p.add_argument("--shared", action="store_true",
+                   help="other consumers share this stream: exit 0 at a clean end even if this one saw a part")
+    p.add_argument("--cert", help="p256 certificate for a tls+tcp stream")
+    p.add_argument("--key", help="private key for a tls+tcp stream")
+    p.add_argument("--ca", help="CA certificate for a tls+tcp stream")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="lclstream", description="Request facility data through LCLStream-API and receive it.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = sub.add_parser("request", help="request a transfer; prints its id and url")
+    p.add_argument("config", help="streamer config (YAML or JSON)")
+    _server_args(p)
+    _option_args(p)
+    p = sub.add_parser("status", help="show a transfer's record")
+    p.add_argument("id")
+    _server_args(p)
+    p = sub.add_parser("list", help="list your transfers")
+    p.add_argument("--state", default=None)
+    _server_args(p)
+    p = sub.add_parser("cancel", help="cancel a transfer")
+    p.add_argument("id")
+    _server_args(p)
+    p = sub.add_parser("pull", help="receive a stream from its url")
+    p.add_argument("url")
+    _receive_args(p)
+    p = sub.add_parser("get", help="request a transfer and receive it (Ctrl-C cancels it)")
+    p.add_argument("config")
+    _server_args(p)
+    _option_args(p)
+    _receive_args(p)
+    return parser
+
+
+def _options(args: argparse.Namespace) -> TransferOptions:
+    try:
+        return TransferOptions(ranks=args.ranks, backend=args.backend, max_bytes=args.max_bytes,
+                               idle_timeout=args.idle_timeout, total_timeout=args.total_timeout, tls=args.tls)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise UsageError(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
+
+
+def _tls(args: argparse.Namespace) -> DataTLS | None:
+    given = [args.cert, args.key, args.ca]
+    if not any(given):
+        return None
+    if not all(given):
+        raise UsageError("--cert, --key and --ca go together for a tls+tcp stream")
+    try:
+        return DataTLS(cert=args.cert, key=args.key, ca=args.ca)
+    except ValidationError as exc:
+        raise UsageError(exc.errors()[0]["msg"]) from None
+
+
+def _client(args: argparse.Namespace) -> TransferClient:
+    try:
+        return TransferClient(args.server, args.certified_config)
+    except Exception as exc:  # unknown alias, missing identity: the user's setup, said in one line
+        raise UsageError(f"--server {args.server}: {exc}") from None
+
+
+def _config(path: str) -> dict:
+    try:
+        return load_request_config(path)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _print_view(view: TransferView) -> None:
+    print(json.dumps(view.model_dump(mode="json"), indent=2))
+
+
+def _report(receiver: Receiver, shared: bool) -> int:
+    summary = receiver.summary()
+    print(f"received {summary['messages']} messages, {summary['events']} events, {summary['bytes']} bytes "
+          f"from {receiver.url}", file=sys.stderr)
+    if receiver.complete():
+        print("complete: every producer's sequence received", file=sys.stderr)
+        return 0
+    if shared and receiver.ended and not receiver.ledger.duplicates:
+        print("end of stream reached (shared stream: this consumer received part of it)", file=sys.stderr)
+        return 0
+    if receiver.timed_out:
+        print(f"stopped: nothing arrived for {receiver.idle_timeout:g} s", file=sys.stderr)
+    print("INCOMPLETE:", file=sys.stderr)
+    for line in receiver.ledger.describe_gaps() or ["no producer's end of stream was received"]:
+        print(f"  {line}", file=sys.stderr)
+    return EXIT_INCOMPLETE
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "pull":
+        receiver = pull(args.url, args.out, idle_timeout=args.wait, tls=_tls(args))
+        return _report(receiver, args.shared)
+    if args.command in ("request", "get"):
+        config = _config(args.config)
+        options = _options(args)
+        tls = _tls(args) if args.command == "get" else None
+        with _client(args) as api:
+            view = api.request(config, options, idempotency_key=args.idempotency_key)
+            print(f"{view.id} {view.url}")
+            sys.stdout.flush()
+            if args.command == "request":
+                return 0
+            try:
+                receiver = pull(view.url, args.out, idle_timeout=args.wait, tls=tls)
+            except KeyboardInterrupt:
+                api.cancel(view.id)
+                print(f"interrupted: transfer {view.id} canceled", file=sys.stderr)
+                return EXIT_INTERRUPTED
+            code = _report(receiver, args.shared)
+            print(f"transfer {view.id}: {api.status(view.id).state}", file=sys.stderr)
+            return code
+    with _client(args) as api:
+        if args.command == "status":
+            _print_view(api.status(args.id))
+        elif args.command == "cancel":
+            _print_view(api.cancel(args.id))
+        elif args.command == "list":
+            for view in api.list(args.state):
+                print(f"{view.id}  {view.state.value:<10} {view.owner:<16} {view.url}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except UsageError as exc:
+        print(f"lclstream: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except TransferAPIError as exc:
+        print(f"lclstream: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT if exc.status in (400, 422) else 1
+    except KeyboardInterrupt:
+        print("lclstream: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (OSError, httpx.HTTPError) as exc:  # connection or TLS handshake refused, unreadable file
+        print(f"lclstream: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Starting, stopping and reading the two Psi-k jobs of a transfer: the buffer and the MPI producers."""
+
+from __future__ import annotations
+
+import shlex
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from lclstream_api.settings import ServiceConfig
+from psik.jobdir import JobDir, TransitionRefused
+from psik.manager import BackendForbidden, JobManager, UnknownBackend
+from psik.models import JobSpec, PsikConfig, Resources
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    state: str
+    info: str
+    log_tail: list[str]
+
+
+def buffer_script(cfg: ServiceConfig, recv_url: str, send_url: str, status_file: Path, max_bytes: int,
+                  idle_timeout: float, tls: bool, producers: int) -> str:
+    """The buffer waits for all ``producers`` ranks before it may drain (one rank may finish early)."""
+    args = [cfg.commands.nng_stream, "--recv", recv_url, "--send", send_url, "--producers", str(producers),
+            "--max-bytes", str(max_bytes), "--idle-timeout", str(idle_timeout),
+            "--status-file", str(status_file), "--report-interval", "1",
+            "--callback", "$LCLSTREAM_CALLBACK", "--cb-secret", "$LCLSTREAM_CB_SECRET"]
+    if tls and cfg.data_tls is not None:
+        args += ["--cert", str(cfg.data_tls.cert), "--key", str(cfg.data_tls.key), "--ca", str(cfg.data_tls.ca)]
+    return _script(args)
+
+
+def producer_script(cfg: ServiceConfig, config_file: Path, ranks: int) -> str:
+    """``$mpirun`` is the backend's launcher (mpiexec locally, srun under SLURM), set by Psi-k."""
+    return _script(["$mpirun", "-n", str(ranks), cfg.commands.lclstreamer, "-c", str(config_file)])
+
+
+def _script(args: list[str]) -> str:
+    quoted = [f'"{a}"' if a.startswith("$") else shlex.quote(a) for a in args]
+    # "exec" so that a cancel (signal to the process group) reaches the program directly
+    return "set -eu\nexec " + " ".join(quoted) + "\n"
+
+
+def job_spec(name: str, script: str, backend: str, callback: str, secret: str, processes: int,
+             duration_minutes: float) -> JobSpec:
+    return JobSpec(name=name, script=script, backend=backend, callback=callback, cb_secret=secret,
+                   environment={"LCLSTREAM_CALLBACK": callback, "LCLSTREAM_CB_SECRET": secret},
+                   resources=Resources(process_count=processes, duration=duration_minutes))
+
+
+def tail(path: Path, lines: int) -> list[str]:
+    try:
+        with open(path, errors="replace") as fh:
+            return [line.rstrip("\n") for line in deque(fh, maxlen=lines)]
+    except FileNotFoundError:
+        return []
+
+
+class PsikLauncher:
+    """Runs transfer jobs through the Psi-k library on the service's own jobs prefix.
+
+    Local jobs run under a detached supervisor, so they outlive a restart of the service; their
+    state is read back from the job folders.
+    """
+
+    def __init__(self, config: PsikConfig, log_lines: int = 10) -> None:
+        self.psik = JobManager(config)
+        self.log_lines = log_lines
+
+    def submit(self, spec: JobSpec, owner: str) -> str:
+        try:
+            return self.psik.submit(spec, user=owner).jobid
+        except BackendForbidden as exc:
+            raise PermissionError(str(exc)) from exc
+        except UnknownBackend as exc:
+            raise LookupError(str(exc)) from exc
+
+    def check_backend(self, name: str, owner: str) -> None:
+        """Raise PermissionError when ``owner`` may not use backend ``name`` (LookupError when unknown)."""
+        try:
+            self.psik.backend_config(name, owner)
+        except BackendForbidden as exc:
+            raise PermissionError(str(exc)) from exc
+        except UnknownBackend as exc:
+            raise LookupError(str(exc)) from exc
+
+    def cancel(self, jobid: str) -> None:
+        try:
+            self.psik.cancel(jobid)
+        except TransitionRefused:
+            pass  # already finished
+
+    def snapshot(self, jobid: str) -> JobSnapshot:
+        """Current state of a job read from its folder (works across service restarts)."""
+        rec = self.psik.get(jobid)
+        job = JobDir.find(self.psik.prefix, jobid)
+        lines = tail(job.log_path("stderr", rec.jobndx), self.log_lines) or \
+            tail(job.log_path("stdout", rec.jobndx), self.log_lines)
+        return JobSnapshot(rec.state.value, rec.info, lines)

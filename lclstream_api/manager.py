@@ -1,0 +1,355 @@
+"""The transfer manager: creates transfers, starts their jobs, and drives the state machine.
+
+Its decisions come from what the jobs and the buffer say: the Psi-k job folders (state files) and
+the buffer's status (its status file and its signed callbacks). Callbacks make it react at once; a
+reconciliation pass every ``poll_interval`` seconds makes it correct even when callbacks were lost
+(for example while the service was restarting), so a restarted service resumes tracking.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+from pydantic import ValidationError
+
+from buffer.status import BufferStatus
+from lclstream_api.jobs import JobSnapshot, buffer_script, job_spec, producer_script
+from lclstream_api.models import JobInfo, TransferOptions, TransferRecord, TransferRequest, config_hash
+from lclstream_api.ports import PortPool
+from lclstream_api.settings import ServiceConfig
+from lclstream_api.states import TransferState, can_transition, transition
+from lclstream_api.store import DuplicateKey, TransferStore
+from psik.models import JobSpec
+from streamer.config import StreamerConfig, load_config
+
+log = logging.getLogger("lclstream_api")
+
+BUFFER, PRODUCER, JOB = "buffer", "producer", "job"
+_JOB_DONE = {"completed", "failed", "canceled"}
+
+
+class JobLauncher(Protocol):
+    def check_backend(self, name: str, owner: str) -> None: ...
+    def submit(self, spec: JobSpec, owner: str) -> str: ...
+    def cancel(self, jobid: str) -> None: ...
+    def snapshot(self, jobid: str) -> JobSnapshot: ...
+
+
+class Rejected(Exception):
+    """A request the service refuses; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class NotFound(Rejected):
+    def __init__(self, transfer_id: str) -> None:
+        super().__init__(404, f"no transfer {transfer_id!r}")
+
+
+class TransferManager:
+    def __init__(self, settings: ServiceConfig, launcher: JobLauncher, store: TransferStore | None = None) -> None:
+        self.settings = settings
+        self.launcher = launcher
+        self.store = store or TransferStore(settings.db_path)
+        self.pool = PortPool(settings.port_pool, self.store, settings.bind_host)
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ---- visibility ------------------------------------------------------------------------------
+    def is_admin(self, caller: str) -> bool:
+        return caller in self.settings.admins
+
+    def get(self, transfer_id: str, caller: str) -> TransferRecord:
+        record = self.store.get(transfer_id)
+        if record is None or (record.owner != caller and not self.is_admin(caller)):
+            raise NotFound(transfer_id)  # others' transfers do not exist as far as the caller can tell
+        return record
+
+    def list(self, caller: str, state: TransferState | None = None) -> list[TransferRecord]:
+        return self.store.list(None if self.is_admin(caller) else caller, state)
+
+    def secret(self, transfer_id: str) -> str | None:
+        record = self.store.get(transfer_id)
+        return record.cb_secret if record else None
+
+    # ---- creation --------------------------------------------------------------------------------
+    def create(self, caller: str, request: TransferRequest,
+               idempotency_key: str | None = None) -> tuple[TransferRecord, bool]:
+        """Start a transfer; returns (record, True), or (existing record, False) for a known key."""
+        opts = request.options
+        self._check_options(opts, caller)
+        with self._lock:
+            if idempotency_key is not None:
+                existing = self.store.by_idempotency_key(caller, idempotency_key)
+                if existing is not None:
+                    return existing, False
+            running = self.store.active(caller)
+            limit = self.settings.limits.concurrent_per_user
+            if len(running) >= limit:
+                raise Rejected(429, f"user {caller!r} already has {len(running)} running transfers "
+                                    f"(limit {limit}); cancel one or wait for one to finish")
+            record = self._new_record(caller, request, idempotency_key)
+            try:
+                self.store.insert(record)
+            except DuplicateKey as dup:
+                self.pool.release(record.id)
+                return dup.existing, False
+            log.info("transfer %s requested by %s (%d ranks on %s)", record.id, caller, opts.ranks, opts.backend)
+        self._start(record)
+        return self.store.get(record.id) or record, True
+
+    def _check_options(self, opts: TransferOptions, caller: str) -> None:
+        if opts.ranks > self.settings.limits.max_ranks:
+            raise Rejected(422, f"options.ranks: {opts.ranks} is more than this service allows "
+                                f"({self.settings.limits.max_ranks})")
+        allowed = self.settings.allowed_backends or sorted(self.settings.backends)
+        if opts.backend not in allowed:
+            raise Rejected(422, f"options.backend: {opts.backend!r} is not offered; choose one of {allowed}")
+        try:
+            self.launcher.check_backend(opts.backend, caller)
+        except PermissionError as exc:
+            raise Rejected(403, f"options.backend: {exc}") from exc
+        except LookupError as exc:
+            raise Rejected(422, f"options.backend: {exc}") from exc
+        if opts.tls and self.settings.data_tls is None:
+            raise Rejected(422, "options.tls: this service has no data_tls identity configured")
+
+    def _new_record(self, caller: str, request: TransferRequest, key: str | None) -> TransferRecord:
+        transfer_id = uuid.uuid4().hex[:12]
+        recv_port, send_port = self.pool.allocate(transfer_id, 2)
+        scheme = "tls+tcp" if request.options.tls else "tcp"
+        host = self.settings.public_host
+        handler: dict[str, Any] = {"type": "NNGPushDataHandler", "url": f"{scheme}://{host}:{recv_port}",
+                                   "role": "client"}
+        if request.options.tls and self.settings.data_tls is not None:
+            tls = self.settings.data_tls
+            handler.update(tls_cert=str(tls.cert), tls_key=str(tls.key), tls_ca=str(tls.ca))
+        data = request.config.model_dump(mode="json")
+        data["data_handlers"] = [handler]
+        now = time.time()
+        return TransferRecord(
+            id=transfer_id, owner=caller, created=now, updated=now, state=TransferState.REQUESTED,
+            url=f"{scheme}://{host}:{send_port}", recv_url=handler["url"], ports=[recv_port, send_port],
+            options=request.options, config=data, config_hash=config_hash(request.config),
+            idempotency_key=key, cb_secret=secrets.token_hex(32),
+            log=transition([], TransferState.REQUESTED, f"requested by {caller}", now))
+
+    def transfer_dir(self, transfer_id: str) -> Path:
+        return self.settings.state_dir / "transfers" / transfer_id
+
+    def _start(self, record: TransferRecord) -> None:
+        opts, cfg = record.options, self.settings
+        folder = self.transfer_dir(record.id)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        config_file = folder / "streamer.yaml"
+        config: StreamerConfig = load_config(record.config)  # the rewritten config must still be valid
+        config_file.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+        scheme = "tls+tcp" if opts.tls else "tcp"
+        bind = cfg.bind_host
+        duration = (opts.total_timeout or 24 * 3600) / 60 + 1
+        bscript = buffer_script(cfg, f"{scheme}://{bind}:{record.ports[0]}", f"{scheme}://{bind}:{record.ports[1]}",
+                                folder / "buffer-status.json", opts.max_bytes, opts.idle_timeout, opts.tls,
+                                opts.ranks)
+        pscript = producer_script(cfg, config_file, opts.ranks)
+        self._set_state(record, TransferState.STARTING, "starting buffer and producer jobs")
+        try:
+            bjob = self.launcher.submit(job_spec(f"buffer-{record.id}", bscript, cfg.buffer_backend,
+                                                 cfg.callback_url(JOB, record.id), record.cb_secret,
+                                                 1, duration), record.owner)
+            record.jobs[BUFFER] = JobInfo(jobid=bjob)
+            self.store.save(record)
+            pjob = self.launcher.submit(job_spec(f"producer-{record.id}", pscript, opts.backend,
+                                                 cfg.callback_url(JOB, record.id), record.cb_secret,
+                                                 opts.ranks, duration), record.owner)
+            record.jobs[PRODUCER] = JobInfo(jobid=pjob)
+            self.store.save(record)
+        except Exception as exc:
+            log.warning("transfer %s: starting jobs failed: %s", record.id, exc)
+            with self._lock:
+                self._fail(record, f"could not start jobs: {exc}")
+            return
+        log.info("transfer %s: buffer job %s, producer job %s", record.id, bjob, pjob)
+
+    # ---- state changes ---------------------------------------------------------------------------
+    def _set_state(self, record: TransferRecord, state: TransferState, reason: str = "") -> bool:
+        if record.state == state or not can_transition(record.state, state):
+            return False
+        record.log = transition(record.log, state, reason)
+        record.state = state
+        record.updated = record.log[-1].time
+        if state in (TransferState.FAILED, TransferState.CANCELED, TransferState.COMPLETED):
+            record.reason = reason
+        self.store.save(record)
+        log.info("transfer %s -> %s%s", record.id, state.value, f" ({reason})" if reason else "")
+        if state.terminal:
+            self._finish(record)
+        return True
+
+    def _fail(self, record: TransferRecord, reason: str) -> None:
+        self._set_state(record, TransferState.FAILED, reason)
+
+    def _finish(self, record: TransferRecord) -> None:
+        """Stop whatever still runs and give the ports back."""
+        for name, job in record.jobs.items():
+            if job.state not in _JOB_DONE:
+                try:
+                    self.launcher.cancel(job.jobid)
+                except Exception as exc:
+                    log.warning("transfer %s: cancelling %s job %s failed: %s", record.id, name, job.jobid, exc)
+        self.pool.release(record.id)
+        record.ports_released = True
+        self.store.save(record)
+
+    def cancel(self, transfer_id: str, caller: str) -> TransferRecord:
+        with self._lock:
+            record = self.get(transfer_id, caller)
+            if record.state.terminal:
+                raise Rejected(409, f"transfer {transfer_id} already {record.state.value}; nothing to cancel")
+            self._set_state(record, TransferState.CANCELED, f"canceled by {caller}")
+            return record
+
+    # ---- observations ----------------------------------------------------------------------------
+    def on_callback(self, kind: str, transfer_id: str, body: dict[str, Any]) -> None:
+        """A verified callback: the buffer's status, or a Psi-k job transition (the folder has it too)."""
+        with self._lock:
+            record = self.store.get(transfer_id)
+            if record is None:
+                return
+            if kind == BUFFER:
+                try:
+                    record.buffer_status = BufferStatus.model_validate(body)
+                except ValidationError as exc:
+                    log.warning("transfer %s: malformed buffer status skipped: %s", transfer_id, exc)
+                    return
+                self.store.save(record)
+            self.reconcile(record)
+
+    def read_buffer_status(self, record: TransferRecord) -> None:
+        path = self.transfer_dir(record.id) / "buffer-status.json"
+        try:
+            status = BufferStatus.model_validate_json(path.read_text())
+        except (FileNotFoundError, ValidationError):
+            return
+        if record.buffer_status is None or status.time >= record.buffer_status.time:
+            record.buffer_status = status
+
+    def refresh(self, record: TransferRecord) -> None:
+        for job in record.jobs.values():
+            try:
+                snap = self.launcher.snapshot(job.jobid)
+            except Exception as exc:
+                log.debug("job %s unreadable: %s", job.jobid, exc)
+                continue
+            job.state, job.info, job.log_tail = snap.state, snap.info, snap.log_tail
+        self.read_buffer_status(record)
+
+    def reconcile(self, record: TransferRecord, now: float | None = None) -> TransferRecord:
+        """Bring one transfer's state up to date with its jobs and buffer. Safe to call any time."""
+        with self._lock:
+            fresh = self.store.get(record.id)
+            if fresh is not None:
+                record = fresh.model_copy(update={"buffer_status": record.buffer_status or fresh.buffer_status})
+            if record.state.terminal:
+                if not record.ports_released:
+                    self._finish(record)
+                return record
+            if record.state is TransferState.REQUESTED:
+                return record  # still being started by create()
+            self.refresh(record)
+            self.store.save(record)
+            self._decide(record, time.time() if now is None else now)
+            return record
+
+    def _decide(self, record: TransferRecord, now: float) -> None:
+        producer = record.jobs.get(PRODUCER)
+        buffer_job = record.jobs.get(BUFFER)
+        pstate = producer.state if producer else "new"
+        bjob = buffer_job.state if buffer_job else "new"
+        status = record.buffer_status
+        bstate = status.state.value if status else ""
+        if pstate == "failed":
+            tail = f"; last output: {producer.log_tail[-1]}" if producer and producer.log_tail else ""
+            self._fail(record, f"producer job failed: {producer.info or 'non-zero exit'}{tail}")
+            return
+        if bstate == "failed" or (bjob == "failed" and bstate not in ("done",)):
+            why = (status.reason if status else None) or (buffer_job.info if buffer_job else "")
+            self._fail(record, f"buffer failed: {why or 'exited with an error'}")
+            return
+        if pstate == "canceled" or bjob == "canceled" or bstate == "canceled":
+            self._fail(record, "a job of this transfer was canceled outside the service")
+            return
+        buffer_done = bstate == "done" or bjob == "completed"
+        if buffer_done and pstate == "completed":
+            self._set_state(record, TransferState.COMPLETED,
+                            f"{status.messages_sent if status else 'all'} messages delivered")
+            return
+        if buffer_done and bjob == "completed" and pstate in ("new", "queued"):
+            self._fail(record, "buffer finished before the producers started")
+            return
+        if bstate == "draining" or pstate == "completed" or buffer_done:
+            self._set_state(record, TransferState.DRAINING, "producers finished; buffer draining")
+        elif bstate == "streaming":
+            self._set_state(record, TransferState.STREAMING, "first producer connected")
+        self._check_timeouts(record, now)
+
+    def _state_since(self, record: TransferRecord, state: TransferState) -> float | None:
+        for entry in record.log:
+            if entry.state is state:
+                return entry.time
+        return None
+
+    def _check_timeouts(self, record: TransferRecord, now: float) -> None:
+        opts = record.options
+        if opts.total_timeout is not None and now - record.created > opts.total_timeout:
+            self._fail(record, f"total timeout of {opts.total_timeout:g} s exceeded")
+            return
+        grace = 5.0  # the buffer enforces idle_timeout itself; this catches a buffer that never started
+        if record.state is TransferState.STARTING:
+            since = self._state_since(record, TransferState.STARTING) or record.created
+            if now - since > opts.idle_timeout + grace:
+                self._fail(record, f"no producer connected within {opts.idle_timeout:g} s")
+            return
+        if record.buffer_status is not None and record.buffer_status.consumers_total == 0:
+            since = self._state_since(record, TransferState.STREAMING) or \
+                self._state_since(record, TransferState.DRAINING) or now
+            if now - since > opts.idle_timeout:
+                self._fail(record, f"no consumer connected within {opts.idle_timeout:g} s")
+
+    # ---- background reconciliation ---------------------------------------------------------------
+    def reconcile_all(self) -> None:
+        for record in self.store.active():
+            try:
+                self.reconcile(record)
+            except Exception:
+                log.exception("transfer %s: reconciliation failed", record.id)
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        resumed = self.store.active()
+        if resumed:
+            log.info("resuming tracking of %d transfers: %s", len(resumed), ", ".join(r.id for r in resumed))
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="transfer-reconciler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.poll_interval):
+            self.reconcile_all()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None

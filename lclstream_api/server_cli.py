@@ -1,0 +1,79 @@
+"""``lclstream-api --config service.yaml``: serve LCLStream-API under certified mutual TLS.
+
+Also starts the loopback-only plain-HTTP callback listener (``callback_listen``) in a thread, and
+the reconciliation thread that resumes tracking of transfers left running by a previous instance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+
+import uvicorn
+
+from lclstream_api.app import create_app, create_callback_app
+from lclstream_api.jobs import PsikLauncher
+from lclstream_api.manager import TransferManager
+from lclstream_api.settings import ServiceConfig, SettingsError, load_settings, split_listen
+
+log = logging.getLogger("lclstream_api")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lclstream-api", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", "-c", required=True, help="service config YAML file")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+class CallbackListener:
+    """uvicorn serving the callback app on a loopback address, in a background thread."""
+
+    def __init__(self, settings: ServiceConfig, manager: TransferManager) -> None:
+        host, port = split_listen(settings.callback_listen, "http")
+        config = uvicorn.Config(create_callback_app(manager), host=host, port=port, log_level="warning",
+                                access_log=False, lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="callback-listener", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as exc:
+        print(f"lclstream-api: {exc}", file=sys.stderr)
+        return 2
+    from certified.errors import CertifiedError
+    from certified.serve import serve
+
+    manager = TransferManager(settings, PsikLauncher(settings.psik_config()))
+    callbacks = CallbackListener(settings, manager)
+    callbacks.start()
+    manager.start()
+    log.info("lclstream-api: callbacks on %s, API on %s", settings.callback_listen, settings.listen)
+    try:
+        serve(create_app(manager), settings.listen, settings.certified_config, log_level=args.log_level)
+    except CertifiedError as exc:
+        print(f"lclstream-api: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        manager.stop()
+        callbacks.stop()
+        manager.store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The service's own configuration (a YAML file given to ``lclstream-api --config``)."""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from psik.models import BackendConfig, PsikConfig, default_backends
+
+
+class SettingsError(ValueError):
+    """The service config file is missing or invalid; ``errors`` lists (field path, message)."""
+
+    def __init__(self, message: str, errors: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
+
+
+class PortPoolConfig(BaseModel):
+    """Ports the buffers of running transfers listen on (two per transfer), returned when it ends."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: int = Field(ge=1024, le=65535)
+    end: int = Field(ge=1024, le=65535)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PortPoolConfig:
+        if self.end < self.start + 1:
+            raise ValueError(f"port_pool.end ({self.end}) must be at least start + 1 ({self.start + 1})")
+        return self
+
+
+class LimitsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    concurrent_per_user: int = Field(4, ge=1, description="running transfers one user may have at once")
+    max_ranks: int = Field(64, ge=1, description="largest `ranks` a request may ask for")
+
+
+class DataTLSConfig(BaseModel):
+    """The service's p256 identity for tls+tcp data streams (buffer, producers)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
+class CommandsConfig(BaseModel):
+    """Executables the jobs run; default to the ones installed beside this Python."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nng_stream: str = Field(default_factory=lambda: _beside_python("nng-stream"))
+    lclstreamer: str = Field(default_factory=lambda: _beside_python("lclstreamer"))
+
+
+def _beside_python(name: str) -> str:
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    return shutil.which(name) or name
+
+
+class ServiceConfig(BaseModel):
+    """Configuration of one LCLStream-API instance."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str = Field("https://127.0.0.1:8443", description="URL the mutual-TLS API is served on")
+    callback_listen: str = Field(
+        "http://127.0.0.1:8444",
+        description="loopback-only plain-HTTP listener for signed buffer/job callbacks")
+    state_dir: Path = Field(description="SQLite database and per-transfer files live here")
+    certified_config: Path | None = Field(None, description="certified config dir of the service identity")
+    jobs_prefix: Path | None = Field(None, description="Psi-k jobs folder (default: STATE_DIR/jobs)")
+    backends: dict[str, BackendConfig] = Field(
+        default_factory=default_backends, description="Psi-k backends the jobs may run on")
+    buffer_backend: str = Field("default", description="Psi-k backend the buffers run on (a local one)")
+    allowed_backends: list[str] | None = Field(
+        None, description="producer backends users may ask for; None: any the Psi-k config has")
+    port_pool: PortPoolConfig = Field(default_factory=lambda: PortPoolConfig(start=20000, end=20999))
+    public_host: str = Field("127.0.0.1", description="host name consumers use to reach the buffers")
+    bind_host: str = Field("127.0.0.1", description="address the buffers listen on")
+    admins: list[str] = Field(default_factory=list, description="identities that see every transfer")
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    data_tls: DataTLSConfig | None = None
+    commands: CommandsConfig = Field(default_factory=CommandsConfig)
+    poll_interval: float = Field(1.0, gt=0, le=60, description="seconds between reconciliations")
+
+    @field_validator("callback_listen")
+    @classmethod
+    def _loopback_only(cls, value: str) -> str:
+        host, _port = split_listen(value, "http")
+        if not ipaddress.ip_address(host).is_loopback:
+            raise ValueError(f"callback_listen must be a loopback address (it is unauthenticated TLS-less "
+                             f"HTTP guarded only by signatures), got {host!r}")
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        split_listen(value, "https")
+        return value
+
+    @model_validator(mode="after")
+    def _backends_known(self) -> ServiceConfig:
+        if self.buffer_backend not in self.backends:
+            raise ValueError(f"buffer_backend {self.buffer_backend!r} is not one of backends: {sorted(self.backends)}")
+        unknown = sorted(set(self.allowed_backends or []) - set(self.backends))
+        if unknown:
+            raise ValueError(f"allowed_backends names unknown backends {unknown}; known: {sorted(self.backends)}")
+        return self
+
+    def psik_config(self) -> PsikConfig:
+        return PsikConfig(prefix=self.jobs_prefix or self.state_dir / "jobs", backends=self.backends,
+                          admins=self.admins)
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "transfers.sqlite"
+
+    def callback_url(self, kind: str, transfer_id: str) -> str:
+        host, port = split_listen(self.callback_listen, "http")
+        return f"http://{host}:{port}/v1/callbacks/{kind}?transfer={transfer_id}"
+
+
+def split_listen(url: str, scheme: str) -> tuple[str, int]:
+    prefix = f"{scheme}://"
+    if not url.startswith(prefix):
+        raise ValueError(f"must look like {prefix}HOST:PORT, got {url!r}")
+    host, sep, port = url[len(prefix):].rstrip("/").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"must look like {prefix}HOST:PORT, got {url!r}")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError as exc:
+        raise ValueError(f"host must be an IP address, got {host!r}") from exc
+    return host, int(port)
+
+
+def load_settings(source: str | Path | dict[str, Any]) -> ServiceConfig:
+    """Load and validate a service config from a YAML file or a dict."""
+    if isinstance(source, dict):
+        data: Any = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise SettingsError(f"service config file {str(path)!r} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise SettingsError(f"service config {str(path)!r} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SettingsError("service config must be a mapping of settings")
+    try:
+        return ServiceConfig.model_validate(data)
+    except ValidationError as exc:
+        errors = [(".".join(str(p) for p in e["loc"]) or "(top)", e["msg"]) for e in exc.errors()]
+        text = "; ".join(f"{path}: {msg}" for path, msg in errors)
+        raise SettingsError(f"invalid service config: {text}", errors) from exc
