@@ -1,0 +1,38 @@
+"""MPI helpers: detect a launch by mpiexec, get the world communicator, split events across ranks.
+
+Without mpiexec the streamer runs as a single rank and never initialises MPI.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMI_FD", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "HYDI_CONTROL_FD")
+
+
+def launched_by_mpiexec(environ: dict[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    return any(name in env for name in LAUNCHER_VARIABLES)
+
+
+def world_communicator() -> Any:
+    """MPI.COMM_WORLD when started by mpiexec, else None (single rank, MPI not initialised)."""
+    if not launched_by_mpiexec():
+        return None
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD
+
+
+def rank_and_size(comm: Any) -> tuple[int, int]:
+    if comm is None:
+        return 0, 1
+    return comm.Get_rank(), comm.Get_size()
+
+
+def split_events(total: int, rank: int, nranks: int) -> range:
+    """Rank ``rank``'s contiguous share of ``range(total)``: shares are disjoint and cover every event."""
+    if not 0 <= rank < nranks:
+        raise ValueError(f"rank {rank} is outside 0..{nranks - 1}")
+    return range(total * rank // nranks, total * (rank + 1) // nranks)

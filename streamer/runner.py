@@ -1,0 +1,166 @@
+"""Run the chain on this rank: event source -> processing steps -> serializer -> every data handler.
+
+Every rank runs ``run_streamer`` identically. Setup errors (bad input files, missing psana) happen before any
+collective call and are raised on every rank alike; an error while streaming with several ranks aborts the
+MPI job, so no rank waits forever at a barrier.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from streamer.base import (
+    DataHandler,
+    EventSource,
+    Message,
+    MessageInfo,
+    RunContext,
+    Serializer,
+    message_nbytes,
+)
+from streamer.config import StreamerConfig
+from streamer.mpi import rank_and_size, split_events, world_communicator
+from streamer.pipelines.items import EventItem, as_batch
+from streamer.progress import Progress
+from streamer.registry import lookup
+from streamer.summary import HandlerFigures, RankSummary, RunSummary
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+
+
+class Chain:
+    """The components of one rank, built from a config."""
+
+    def __init__(self, config: StreamerConfig, context: RunContext) -> None:
+        self.config = config
+        self.context = context
+        source_impl = lookup("event_sources", config.event_source.type).implementation  # type: ignore[attr-defined]
+        self.source: EventSource = source_impl(config.event_source, config.data_sources, context)
+        self.steps = [lookup("processing_steps", s.type).implementation(s, context)  # type: ignore[attr-defined]
+                      for s in config.processing_pipeline]
+        ser = config.data_serializer
+        self.serializer: Serializer = lookup("serializers", ser.type).implementation(ser, context)  # type: ignore
+        self.handlers: list[DataHandler] = [
+            lookup("data_handlers", h.type).implementation(h, context)  # type: ignore[attr-defined]
+            for h in config.data_handlers]
+
+    def items(self, indices: range) -> Iterator[Any]:
+        items: Iterator[Any] = (EventItem(event, index) for index, event in zip(indices, self.source.events(indices),
+                                                                                 strict=False))
+        for step in self.steps:
+            items = step.process(items)
+        return items
+
+
+class RankStream:
+    """Hands messages to every handler with this rank's accounting (``seq`` counts every message sent)."""
+
+    def __init__(self, chain: Chain) -> None:
+        self.chain = chain
+        self.context = chain.context
+        self.seq = 0
+        self.messages = 0
+        self.bytes = 0
+
+    def send(self, messages: list[Message], event_count: int) -> int:
+        sent = 0
+        fmt = self.chain.serializer.payload_format
+        for message in messages:
+            info = MessageInfo(self.context.rank, self.context.nranks, self.seq, event_count, fmt=fmt)
+            for handler in self.chain.handlers:
+                handler.handle(message, info)
+            self.seq += 1
+            self.messages += 1
+            sent += message_nbytes(message)
+        self.bytes += sent
+        return sent
+
+    def flush(self) -> None:
+        for handler in self.chain.handlers:
+            handler.flush()
+
+
+def run_streamer(config: StreamerConfig, *, num_events: int | None = None, comm: Any = AUTO,
+                 progress: bool | None = None) -> RunSummary | None:
+    """Run this rank's share of the stream. Returns the run summary on rank 0, None on other ranks."""
+    comm = world_communicator() if comm == AUTO else comm
+    rank, nranks = rank_and_size(comm)
+    start_time = time.time()
+    if comm is not None and nranks > 1:
+        start_time = comm.bcast(start_time, root=0)
+    context = RunContext(config.source_identifier, rank, nranks, comm, options={"start_time": start_time})
+    chain = Chain(config, context)
+    total = chain.source.number_of_events()
+    if num_events is not None:
+        total = min(total, num_events)
+    indices = split_events(total, rank, nranks)
+    log.info("rank %d/%d: %s, events %d..%d of %d", rank, nranks, config.event_source.type,  # type: ignore
+             indices.start, indices.stop - 1, total)
+    try:
+        figures = _stream(chain, indices, progress)
+    except BaseException:
+        if comm is not None and nranks > 1:
+            log.exception("rank %d failed while streaming; aborting the MPI job", rank)
+            comm.Abort(1)
+        raise
+    finally:
+        chain.source.close()
+    gathered = comm.gather(figures, root=0) if comm is not None and nranks > 1 else [figures]
+    if rank != 0:
+        return None
+    return RunSummary.combine(config.source_identifier, gathered)
+
+
+def _stream(chain: Chain, indices: range, show_progress: bool | None) -> RankSummary:
+    context = chain.context
+    stream = RankStream(chain)
+    for handler in chain.handlers:
+        handler.open()
+    log.info("rank %d: %d handler(s) open", context.rank, len(chain.handlers))
+    if context.rank == 0:
+        stream.send(chain.serializer.stream_header(), 0)
+    context.barrier()
+    started = time.monotonic()
+    label = f"rank {context.rank}/{context.nranks}: " if context.nranks > 1 else ""
+    bar = Progress(len(indices), label=label, enabled=False if context.rank != 0 else show_progress,
+                   stream=sys.stderr)
+    events = batches = 0
+    first: int | None = None
+    last: int | None = None
+    for item in chain.items(indices):
+        batch = as_batch(item)
+        count = batch.event_count
+        nbytes = stream.send(chain.serializer.serialize(batch, batches), count)
+        batches += 1
+        events += count
+        known = batch.indices[batch.indices >= 0]
+        if len(known):
+            first = int(known.min()) if first is None else min(first, int(known.min()))
+            last = int(known.max()) if last is None else max(last, int(known.max()))
+        bar.update(count, nbytes)
+    stream.flush()
+    context.barrier()
+    if context.rank == 0:
+        stream.send(chain.serializer.stream_footer(), 0)
+    stream.flush()
+    for handler in chain.handlers:
+        handler.close()
+    elapsed = time.monotonic() - started
+    bar.finish()
+    log.info("rank %d: done, %d events in %d batches, %d messages", context.rank, events, batches, stream.messages)
+    return RankSummary(rank=context.rank, events=events, batches=batches, messages=stream.messages,
+                       bytes=stream.bytes, elapsed_s=elapsed, first_event=first, last_event=last,
+                       handlers=[_handler_figures(h) for h in chain.handlers])
+
+
+def _handler_figures(handler: DataHandler) -> HandlerFigures:
+    summary = dict(handler.summary())
+    return HandlerFigures(type=str(summary.pop("type", type(handler).__name__)),
+                          messages=int(summary.pop("messages", handler.messages_sent)),
+                          bytes=int(summary.pop("bytes", handler.bytes_sent)), details=summary)
