@@ -28,6 +28,15 @@ HIDDEN_FILES = frozenset({"spec.json", "meta.json"})
 Who = Annotated[Caller, Depends(caller)]
 
 
+def check_jobid(jobid: str) -> str:
+    if not re.match(JOBID_PATTERN, jobid):
+        raise HTTPException(status_code=400, detail=f"jobid {jobid!r} is not a job id (expected {JOBID_PATTERN})")
+    return jobid
+
+
+JobId = Annotated[str, Depends(check_jobid)]
+
+
 def _reconcile_loop(manager: JobManager, stop: threading.Event) -> None:
     while not stop.wait(manager.config.poll_interval):
         try:
@@ -75,13 +84,6 @@ def create_app(config: PsikConfig) -> FastAPI:
     @app.exception_handler(TransitionRefused)
     async def _conflict(request: Request, exc: TransitionRefused) -> JSONResponse:
         return JSONResponse(status_code=409, content={"detail": str(exc)})
-
-    def check_jobid(jobid: str) -> str:
-        if not re.match(JOBID_PATTERN, jobid):
-            raise HTTPException(status_code=400, detail=f"jobid {jobid!r} is not a job id (expected {JOBID_PATTERN})")
-        return jobid
-
-    JobId = Annotated[str, Depends(check_jobid)]
 
     @app.get("/v1/backends", response_model=list[BackendInfo])
     def backends(who: Who) -> list[BackendInfo]:
