@@ -70,8 +70,7 @@ def cmd_validate(argv: list[str]) -> int:
         try:
             config = load_config(path)
         except ConfigError as exc:
-            print(exc.describe(), file=sys.stderr)
-            status = EXIT_BAD_INPUT
+            status = _fail(exc.describe())
             continue
         print(f"{path}: valid: {describe(config)}")
     return status
@@ -89,9 +88,7 @@ def cmd_run(argv: list[str]) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        if rank == 0:
-            print(exc.describe(), file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _fail(exc.describe()) if rank == 0 else EXIT_BAD_INPUT
     from streamer.runner import run_streamer
 
     try:
@@ -114,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] in commands:
             return commands[argv[0]](argv[1:])
         return cmd_run(argv)
+    except BrokenPipeError:  # e.g. `lclstreamer schema | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("lclstreamer: interrupted", file=sys.stderr)
         return 130

@@ -46,6 +46,8 @@ class ConfigError(ValueError):
         super().__init__(self.describe())
 
     def describe(self) -> str:
+        if len(self.errors) == 1 and not self.errors[0][0]:
+            return self.errors[0][1]
         head = f"{self.source} is not a valid streamer config ({len(self.errors)} error" \
                f"{'s' if len(self.errors) != 1 else ''}):"
         body = []
@@ -139,7 +141,7 @@ def _read(source: str | Path) -> tuple[Any, str]:
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ConfigError([("", f"cannot parse {path.name}: {' '.join(str(exc).split())}")],
+        raise ConfigError([("", f"cannot parse config file {path}: {' '.join(str(exc).split())}")],
                           source=str(path)) from None
     return data, text
 
@@ -153,7 +155,7 @@ def load_config(source: str | Path | Mapping[str, Any]) -> StreamerConfig:
         data, text = _read(source)
         name = str(source)
     if not isinstance(data, Mapping):
-        raise ConfigError([("", f"the config must be a mapping of sections, got {type(data).__name__}")],
+        raise ConfigError([("", f"{name}: a config must be a mapping of sections, got {type(data).__name__}")],
                           source=name)
     try:
         return StreamerConfig.model_validate(data)
