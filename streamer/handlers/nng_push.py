@@ -1,0 +1,178 @@
+"""NNGPushDataHandler: every message onto an NNG Push0 socket, wrapped in the accounting envelope.
+
+``role: client`` dials ``url`` (the receiver, e.g. the NNG-Stream buffer, listens) and retries until the
+peer is up, failing with a clear error after ``connect_timeout_s``; ``role: server`` listens on ``url``
+(one rank only: ranks cannot share an address). With ``envelope: true`` (default) each message is
+``streamer.envelope.pack_data(...)`` and ``close()`` sends this rank's ``pack_end(...)`` marker, so a
+consumer can prove completeness with ``StreamLedger``. Multi-part (SIMPLON) messages are packed with
+``streamer.serializers.frames.pack_frames``.
+
+Nothing is lost at the end: NNG has no linger, so ``flush()`` and ``close()`` wait until the socket can
+send again, which with a zero send buffer happens only once the last message has been written to the
+transport. ``tls+tcp://`` URLs use ``tls_cert``/``tls_key`` (PEM files, own identity) and ``tls_ca``
+(PEM file of the CA that signed the peer, which is then required to present a certificate).
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import time
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+import pynng
+from pydantic import Field, model_validator
+
+from streamer.base import ComponentConfig, DataHandler, Message, MessageInfo, RunContext, message_nbytes
+from streamer.envelope import pack_data, pack_end
+from streamer.registry import Component, register
+from streamer.serializers.frames import pack_frames
+
+log = logging.getLogger(__name__)
+SCHEMES = ("tcp", "tls+tcp", "ipc", "inproc", "ws", "wss")
+
+
+class NNGPushDataHandlerConfig(ComponentConfig):
+    type: Literal["NNGPushDataHandler"]
+    url: str = Field(description="NNG address, e.g. tcp://127.0.0.1:5555 or tls+tcp://buffer.example:5555")
+    role: Literal["client", "server"] = Field("client", description="client: dial url; server: listen on url")
+    envelope: bool = Field(True, description="wrap messages in the accounting envelope and send end markers")
+    tls_cert: Path | None = Field(None, description="PEM certificate of this side (tls+tcp)")
+    tls_key: Path | None = Field(None, description="PEM private key of tls_cert")
+    tls_ca: Path | None = Field(None, description="PEM CA certificate that must have signed the peer")
+    connect_timeout_s: float = Field(60.0, gt=0, description="how long a client retries dialing")
+    send_timeout_s: float = Field(600.0, gt=0, description="give up when the peer takes no message this long")
+
+    @model_validator(mode="after")
+    def _check(self) -> NNGPushDataHandlerConfig:
+        scheme = self.url.split("://", 1)[0] if "://" in self.url else ""
+        if scheme not in SCHEMES:
+            raise ValueError(f"url {self.url!r} must start with one of {', '.join(s + '://' for s in SCHEMES)}")
+        tls_fields = [name for name in ("tls_cert", "tls_key", "tls_ca") if getattr(self, name) is not None]
+        if scheme != "tls+tcp" and tls_fields:
+            raise ValueError(f"{', '.join(tls_fields)} only apply to tls+tcp:// urls")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together")
+        if scheme == "tls+tcp" and self.role == "server" and self.tls_cert is None:
+            raise ValueError("a tls+tcp server needs tls_cert and tls_key")
+        if scheme == "tls+tcp" and self.role == "client" and self.tls_ca is None:
+            raise ValueError("a tls+tcp client needs tls_ca to verify the server")
+        return self
+
+
+def _read(path: Path, what: str) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise FileNotFoundError(f"NNGPushDataHandler.{what}: cannot read {path}: {exc.strerror}") from exc
+
+
+def tls_config(config: NNGPushDataHandlerConfig) -> pynng.TLSConfig | None:
+    if not config.url.startswith("tls+tcp://"):
+        return None
+    client = config.role == "client"
+    options: dict = {
+        "auth_mode": pynng.TLSConfig.AUTH_MODE_REQUIRED if config.tls_ca else pynng.TLSConfig.AUTH_MODE_NONE,
+    }
+    if config.tls_ca is not None:
+        options["ca_string"] = _read(config.tls_ca, "tls_ca")
+    if config.tls_cert is not None and config.tls_key is not None:
+        options["own_cert_string"] = _read(config.tls_cert, "tls_cert")
+        options["own_key_string"] = _read(config.tls_key, "tls_key")
+    if client:
+        options["server_name"] = urlsplit(config.url).hostname
+    mode = pynng.TLSConfig.MODE_CLIENT if client else pynng.TLSConfig.MODE_SERVER
+    return pynng.TLSConfig(mode, **options)
+
+
+def dial_with_retry(socket: pynng.Socket, url: str, timeout_s: float) -> None:
+    """Dial until the peer accepts, or raise ConnectionError after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    delay, attempts = 0.05, 0
+    while True:
+        attempts += 1
+        try:
+            socket.dial(url, block=True)
+            return
+        except pynng.NNGException as exc:
+            if time.monotonic() + delay > deadline:
+                raise ConnectionError(f"could not connect to {url} within {timeout_s:g} s ({attempts} attempts; "
+                                      f"last error: {exc}); is the receiver listening there?") from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+class NNGPushDataHandler(DataHandler):
+    def __init__(self, config: NNGPushDataHandlerConfig, context: RunContext) -> None:
+        super().__init__(config, context)
+        self.config: NNGPushDataHandlerConfig = config
+        self._socket: pynng.Push0 | None = None
+
+    def open(self) -> None:
+        cfg = self.config
+        if cfg.role == "server" and self.context.nranks > 1:
+            raise ValueError(f"NNGPushDataHandler role 'server' listens on one address, which "
+                             f"{self.context.nranks} ranks cannot share; use role 'client' (the receiver "
+                             "listens) or run a single rank")
+        socket = pynng.Push0(send_timeout=int(cfg.send_timeout_s * 1000), send_buffer_size=0,
+                             tls_config=tls_config(cfg))
+        try:
+            if cfg.role == "client":
+                dial_with_retry(socket, cfg.url, cfg.connect_timeout_s)
+                log.info("rank %d: NNG push connected to %s", self.context.rank, cfg.url)
+            else:
+                socket.listen(cfg.url)
+                log.info("rank %d: NNG push listening on %s", self.context.rank, cfg.url)
+        except BaseException:
+            socket.close()
+            raise
+        self._socket = socket
+
+    def handle(self, message: Message, info: MessageInfo) -> None:
+        if self._socket is None:
+            raise RuntimeError("NNGPushDataHandler.handle called before open()")
+        payload = pack_frames(message) if isinstance(message, list) else message
+        if self.config.envelope:
+            payload = pack_data(payload, fmt=info.fmt, rank=info.rank, nranks=info.nranks, seq=info.seq,
+                                count=info.event_count)
+        self._send(payload)
+        self.messages_sent += 1
+        self.bytes_sent += message_nbytes(message)
+
+    def _send(self, data: bytes) -> None:
+        assert self._socket is not None
+        try:
+            self._socket.send(data)
+        except pynng.Timeout as exc:
+            raise TimeoutError(f"NNG peer at {self.config.url} took no message for {self.config.send_timeout_s:g} s"
+                               ) from exc
+
+    def flush(self) -> None:
+        """Wait until the last message was written to the transport (the socket can send again)."""
+        if self._socket is None:
+            return
+        ready, _, _ = select.select([self._socket.send_fd], [], [], self.config.send_timeout_s)
+        if not ready:
+            raise TimeoutError(f"NNG peer at {self.config.url} did not take the last message within "
+                               f"{self.config.send_timeout_s:g} s")
+
+    def close(self) -> None:
+        if self._socket is None:
+            return
+        try:
+            if self.config.envelope:
+                self._send(pack_end(rank=self.context.rank, nranks=self.context.nranks, sent=self.messages_sent))
+                log.info("rank %d: end of stream sent to %s after %d messages", self.context.rank, self.config.url,
+                         self.messages_sent)
+            self.flush()
+        finally:
+            self._socket.close()
+            self._socket = None
+
+    def summary(self) -> dict:
+        return {**super().summary(), "url": self.config.url}
+
+
+register("data_handlers", Component(NNGPushDataHandlerConfig, NNGPushDataHandler))

@@ -1,0 +1,233 @@
+"""NNGPushDataHandler delivers every message to a real pynng Pull0 receiver running as its own process."""
+
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pydantic
+import pytest
+
+from streamer.base import MessageInfo, RunContext
+from streamer.envelope import PayloadFormat
+from streamer.handlers.nng_push import NNGPushDataHandler, NNGPushDataHandlerConfig
+
+# A receiver process: listens (or dials), records envelopes in a StreamLedger until every rank's end
+# marker came (or a deadline passed), decodes every payload, and prints a JSON report.
+RECEIVER = textwrap.dedent("""
+    import json, sys, time
+    import pynng
+    from streamer.envelope import StreamLedger, MessageKind, unpack
+    from streamer.serializers import decode_payload
+
+    url, nranks, deadline_s = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    tls = None
+    if len(sys.argv) > 4:
+        cert, key, ca = (open(p).read() for p in sys.argv[4:7])
+        tls = pynng.TLSConfig(pynng.TLSConfig.MODE_SERVER, own_cert_string=cert, own_key_string=key,
+                              ca_string=ca, auth_mode=pynng.TLSConfig.AUTH_MODE_REQUIRED)
+    sock = pynng.Pull0(recv_timeout=500, recv_max_size=0, tls_config=tls)
+    sock.listen(url)
+    print("listening", flush=True)
+    ledger, pulse_ids, deadline = StreamLedger(), [], time.monotonic() + deadline_s
+    while time.monotonic() < deadline and len(ledger.expected) < nranks:
+        try:
+            message = sock.recv()
+        except pynng.Timeout:
+            continue
+        env, payload = unpack(message)
+        ledger.record(env)
+        if env.kind is MessageKind.DATA:
+            for fields in decode_payload(payload, env.fmt):
+                pulse_ids.extend(int(p) for p in fields["pulse_id"])
+    sock.close()
+    print(json.dumps({"complete": ledger.complete(), "gaps": ledger.describe_gaps(), "messages": ledger.messages,
+                      "pulse_ids": sorted(pulse_ids)}), flush=True)
+""")
+
+PRODUCER = textwrap.dedent("""
+    import json, sys
+    from streamer.handlers.nng_push import NNGPushDataHandler, NNGPushDataHandlerConfig
+    from tests.streamer.test_handlers_nng import send_batches
+    config = NNGPushDataHandlerConfig.model_validate(json.loads(sys.argv[1]))
+    print(json.dumps(send_batches(config, int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))), flush=True)
+""")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def send_batches(config: NNGPushDataHandlerConfig, rank: int, nranks: int, batches: int) -> dict:
+    """Run one rank's handler: HDF5 batches of 4 events whose pulse ids are rank-interleaved."""
+    from streamer.serializers.hdf5 import HDF5Serializer, HDF5SerializerConfig
+
+    context = RunContext("test:run=1", rank=rank, nranks=nranks)
+    serializer = HDF5Serializer(HDF5SerializerConfig(type="HDF5Serializer", fields={
+        "pulse_id": "/pulse_id", "image": "/data"}, compression="bitshuffle_lz4"), context)
+    handler = NNGPushDataHandler(config, context)
+    handler.open()
+    for seq in range(batches):
+        ids = np.array([(seq * 4 + i) * nranks + rank for i in range(4)])
+        batch = {"pulse_id": ids, "image": np.random.default_rng(seq).poisson(0.1, (4, 256, 256)).astype(np.uint16)}
+        (message,) = serializer.serialize(batch, seq)
+        handler.handle(message, MessageInfo(rank, nranks, seq, 4, PayloadFormat.HDF5))
+        handler.flush()
+    handler.close()
+    return handler.summary()
+
+
+def start(code: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen, timeout: float = 90) -> dict:
+    try:
+        out, err = process.communicate(timeout=timeout)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def wait_listening(process: subprocess.Popen) -> None:
+    line = process.stdout.readline()
+    assert line.strip() == "listening", process.stderr.read() if process.poll() is not None else line
+
+
+def test_two_ranks_deliver_every_message_with_end_markers() -> None:
+    url = f"tcp://127.0.0.1:{free_port()}"
+    receiver = start(RECEIVER, url, "2", "60")
+    producers = []
+    try:
+        wait_listening(receiver)
+        config = json.dumps({"type": "NNGPushDataHandler", "url": url, "role": "client"})
+        producers = [start(PRODUCER, config, str(rank), "2", "6") for rank in (0, 1)]
+        summaries = [finish(p) for p in producers]
+        report = finish(receiver)
+    finally:
+        for process in (receiver, *producers):
+            process.kill()
+    assert [s["messages"] for s in summaries] == [6, 6]
+    assert report["complete"], report["gaps"]
+    assert report["messages"] == 12
+    assert report["pulse_ids"] == list(range(48))
+
+
+def test_client_retries_until_receiver_starts() -> None:
+    url = f"tcp://127.0.0.1:{free_port()}"
+    config = json.dumps({"type": "NNGPushDataHandler", "url": url, "role": "client", "connect_timeout_s": 60})
+    producer = start(PRODUCER, config, "0", "1", "3")
+    receiver = None
+    try:
+        time.sleep(1.5)  # the producer is dialing a port nobody listens on yet
+        assert producer.poll() is None
+        receiver = start(RECEIVER, url, "1", "60")
+        assert finish(producer)["messages"] == 3
+        report = finish(receiver)
+    finally:
+        for process in (producer, receiver):
+            if process is not None:
+                process.kill()
+    assert report["complete"] and report["pulse_ids"] == list(range(12))
+
+
+def test_connect_timeout_is_a_clear_error() -> None:
+    url = f"tcp://127.0.0.1:{free_port()}"
+    handler = NNGPushDataHandler(NNGPushDataHandlerConfig(type="NNGPushDataHandler", url=url,
+                                                          connect_timeout_s=0.5), RunContext("x"))
+    with pytest.raises(ConnectionError, match=f"could not connect to {url} within 0.5 s"):
+        handler.open()
+
+
+def make_pki(directory: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, all PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def issue(name: str, key, issuer_name, issuer_key, ca: bool, san=None):
+        builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+                   .issuer_name(issuer_name or x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if san:
+            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        return builder.sign(issuer_key or key, hashes.SHA256())
+
+    files = {}
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = issue("test-ca", ca_key, None, None, True)
+    for name, san in (("server", [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), ("client", None)):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = issue(name, key, ca_cert.subject, ca_key, False, san)
+        files[f"{name}_cert"] = directory / f"{name}.pem"
+        files[f"{name}_cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        files[f"{name}_key"] = directory / f"{name}.key"
+        files[f"{name}_key"].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                           serialization.PrivateFormat.PKCS8,
+                                                           serialization.NoEncryption()))
+    files["ca"] = directory / "ca.pem"
+    files["ca"].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    return files
+
+
+def test_mutual_tls_delivery(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    url = f"tls+tcp://127.0.0.1:{free_port()}"
+    receiver = start(RECEIVER, url, "1", "60", str(pki["server_cert"]), str(pki["server_key"]), str(pki["ca"]))
+    producer = None
+    try:
+        wait_listening(receiver)
+        config = json.dumps({"type": "NNGPushDataHandler", "url": url, "tls_cert": str(pki["client_cert"]),
+                             "tls_key": str(pki["client_key"]), "tls_ca": str(pki["ca"])})
+        producer = start(PRODUCER, config, "0", "1", "2")
+        assert finish(producer)["messages"] == 2
+        report = finish(receiver)
+    finally:
+        for process in (receiver, producer):
+            if process is not None:
+                process.kill()
+    assert report["complete"] and report["pulse_ids"] == list(range(8))
+
+
+@pytest.mark.parametrize("fields,fragment", [
+    ({"url": "http://x:1"}, "must start with one of"),
+    ({"url": "tcp://127.0.0.1:1", "tls_ca": "/ca.pem"}, r"only apply to tls\+tcp"),
+    ({"url": "tls+tcp://127.0.0.1:1"}, "needs tls_ca"),
+    ({"url": "tls+tcp://127.0.0.1:1", "tls_ca": "/a", "tls_cert": "/c"}, "given together"),
+    ({"url": "tcp://127.0.0.1:1", "role": "broker"}, "role"),
+])
+def test_bad_config(fields: dict, fragment: str) -> None:
+    with pytest.raises(pydantic.ValidationError, match=fragment):
+        NNGPushDataHandlerConfig(type="NNGPushDataHandler", **fields)
+
+
+def test_server_role_refuses_several_ranks_and_missing_tls_file_is_named(tmp_path: Path) -> None:
+    handler = NNGPushDataHandler(NNGPushDataHandlerConfig(type="NNGPushDataHandler", role="server",
+                                                          url=f"tcp://127.0.0.1:{free_port()}"),
+                                 RunContext("x", rank=0, nranks=2))
+    with pytest.raises(ValueError, match="2 ranks cannot share"):
+        handler.open()
+    missing = tmp_path / "nope.pem"
+    handler = NNGPushDataHandler(NNGPushDataHandlerConfig(type="NNGPushDataHandler", url="tls+tcp://127.0.0.1:1",
+                                                          tls_ca=missing), RunContext("x"))
+    with pytest.raises(FileNotFoundError, match="tls_ca: cannot read .*nope.pem"):
+        handler.open()
