@@ -23,9 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config, args.prefix)
     except InputError as exc:
-        print(f"psik-api: invalid {exc.source}:", file=sys.stderr)
-        for line in exc.lines:
-            print(f"  {line}", file=sys.stderr)
+        exc.report("psik-api")
         return 2
     from certified.serve import serve
     from psik.api import create_app

@@ -136,9 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except InputError as exc:
-        print(f"psik: invalid {exc.source}:", file=sys.stderr)
-        for line in exc.lines:
-            print(f"  {line}", file=sys.stderr)
+        exc.report("psik")
         return 2
     except (PathEscape, UnknownBackend, BackendForbidden) as exc:
         print(f"psik: {exc}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +25,12 @@ class InputError(ValueError):
         super().__init__(f"{source}: " + "; ".join(lines))
         self.source = source
         self.lines = lines
+
+    def report(self, prog: str) -> None:
+        """Print one header line and one line per problem on stderr (for CLIs exiting 2)."""
+        print(f"{prog}: invalid {self.source}:", file=sys.stderr)
+        for line in self.lines:
+            print(f"  {line}", file=sys.stderr)
 
 
 def field_errors(exc: ValidationError) -> list[str]:
