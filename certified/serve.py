@@ -17,6 +17,7 @@ from uvicorn.importer import ImportFromStringError, import_from_string
 from certified.access_log import ACCESS_LOGGER, AccessLog
 from certified.asgi_tls import PROTOCOL
 from certified.errors import CertifiedError
+from certified.handshake import report_refusals
 from certified.tls import server_context
 
 log = logging.getLogger("certified.serve")
@@ -75,7 +76,7 @@ def serve(app: Any, url: str, config_dir: str | Path | None = None, *, log_level
     the actual port when ``url`` asks for port 0.
     """
     host, port = parse_listen_url(url)
-    context = server_context(config_dir)  # fail early on a missing identity, before binding
+    context = report_refusals(server_context(config_dir))  # fail early on a missing identity, before binding
     asgi_app = AccessLog(load_app(app))
     _json_stderr_logging(log_level)
     sock = bind(host, port)
