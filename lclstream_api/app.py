@@ -68,10 +68,11 @@ def create_app(manager: TransferManager, caller_dependency: Callable[..., Any] |
     """The LCLStream-API app; serve it under certified mutual TLS (callers are certificate names)."""
     caller_dep = caller_dependency or _default_caller()
 
-    def caller_name(who: Annotated[Any, Depends(caller_dep)]) -> str:
+    # (dependencies as defaults: annotations are strings here and cannot see these local names)
+    def caller_name(who: Any = Depends(caller_dep)) -> str:
         return str(getattr(who, "name", who))
 
-    Caller = Annotated[str, Depends(caller_name)]
+    caller_param = Depends(caller_name)
     app = FastAPI(title="LCLStream-API", version="1",
                   description="Turn a streamer config into a running transfer: buffer + MPI producers.")
 
@@ -82,7 +83,7 @@ def create_app(manager: TransferManager, caller_dependency: Callable[..., Any] |
     @app.post("/v1/transfers", response_model=TransferView, status_code=201,
               responses={200: {"description": "existing transfer with this Idempotency-Key"},
                          429: {"description": "too many running transfers for this user"}})
-    def request_transfer(body: TransferRequest, caller: Caller, response: Response,
+    def request_transfer(body: TransferRequest, response: Response, caller: str = caller_param,
                          idempotency_key: Annotated[str | None, Header(max_length=256)] = None) -> TransferView:
         record, created = manager.create(caller, body, idempotency_key)
         if not created:
@@ -90,16 +91,16 @@ def create_app(manager: TransferManager, caller_dependency: Callable[..., Any] |
         return TransferView.of(record)
 
     @app.get("/v1/transfers", response_model=TransferList)
-    def list_transfers(caller: Caller, state: TransferState | None = None) -> TransferList:
+    def list_transfers(state: TransferState | None = None, caller: str = caller_param) -> TransferList:
         return TransferList(transfers=[TransferView.of(r) for r in manager.list(caller, state)])
 
     @app.get("/v1/transfers/{transfer_id}", response_model=TransferView)
-    def get_transfer(transfer_id: str, caller: Caller) -> TransferView:
+    def get_transfer(transfer_id: str, caller: str = caller_param) -> TransferView:
         record = manager.get(transfer_id, caller)
         return TransferView.of(manager.reconcile(record))
 
     @app.delete("/v1/transfers/{transfer_id}", response_model=TransferView)
-    def cancel_transfer(transfer_id: str, caller: Caller) -> TransferView:
+    def cancel_transfer(transfer_id: str, caller: str = caller_param) -> TransferView:
         return TransferView.of(manager.cancel(transfer_id, caller))
 
     app.include_router(_callback_router(manager))

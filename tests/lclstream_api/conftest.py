@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.pki import Pki, make_pki
+from tests.lclstream_api.harness import Service
+
+
+@pytest.fixture
+def api_pki(tmp_path: Path) -> Pki:
+    return make_pki(tmp_path, server="lclstream-api", users=("alice", "bob", "admin"))
+
+
+@pytest.fixture
+def service(tmp_path: Path, api_pki: Pki) -> Iterator[Service]:
+    svc = Service(tmp_path / "svc", api_pki)
+    try:
+        svc.start()
+        yield svc
+    finally:
+        svc.stop()
+        svc.cleanup_jobs()

@@ -1,0 +1,149 @@
+"""A real LCLStream-API process on loopback, with a real PKI and the local Psi-k backend."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lclstream_api.client import TransferClient
+from lclstream_api.settings import load_settings
+from psik.manager import JobManager
+from tests.fixtures.pki import Pki
+
+VENV_BIN = Path(sys.executable).parent
+ALIAS = "lclstream"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def synthetic_config(events: int = 40, batch: int = 4, compression: str = "bitshuffle_lz4",
+                     seed: int = 7) -> dict[str, Any]:
+    """A small synthetic run: pulse ids (to check completeness) and a small waveform per event."""
+    return {
+        "source_identifier": f"exp=lclstest:run={seed}",
+        "event_source": {"type": "SyntheticEventSource", "number_of_events": events, "seed": seed},
+        "data_sources": {"pulse_id": {"type": "SyntheticScalar", "kind": "pulse_id"},
+                         "tof": {"type": "SyntheticWaveformDigitizer", "channels": 2, "samples": 256}},
+        "processing_pipeline": [{"type": "BatchProcessingPipeline", "batch_size": batch}],
+        "data_serializer": {"type": "HDF5Serializer", "fields": {"pulse_id": "/data/pulse_id", "tof": "/data/tof"},
+                            "compression": compression},
+        "data_handlers": [{"type": "BinaryFileWritingDataHandler", "write_directory": "/nonexistent"}],
+    }
+
+
+def env_with_venv(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
+    env.update(extra or {})
+    return env
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"lclstream-api exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"lclstream-api did not listen on {port} within {timeout} s")
+
+
+@dataclass
+class Service:
+    """One lclstream-api process; ``restart()`` keeps its config, database and ports."""
+
+    root: Path
+    pki: Pki
+    overrides: dict[str, Any] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        pool_start = random.randrange(20000, 30000 - 60)
+        self.settings: dict[str, Any] = {
+            "listen": f"https://127.0.0.1:{self.port}",
+            "callback_listen": f"http://127.0.0.1:{free_port()}",
+            "state_dir": str(self.root / "state"),
+            "certified_config": str(self.pki.server_dir),
+            "port_pool": {"start": pool_start, "end": pool_start + 59},
+            "admins": ["admin"],
+            "poll_interval": 0.5,
+            **self.overrides,
+        }
+        self.config_path = self.root / "service.yaml"
+        self.config_path.write_text(yaml.safe_dump(self.settings))
+        self.log_path = self.root / "lclstream-api.log"
+        self.pki.add_service_alias(ALIAS, f"https://127.0.0.1:{self.port}")
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [str(VENV_BIN / "lclstream-api"), "--config", str(self.config_path)],
+                stdout=log, stderr=log, env=env_with_venv(), start_new_session=True)
+        wait_for_port(self.port, self.proc)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def client(self, user: str) -> TransferClient:
+        return TransferClient(ALIAS, self.pki.user_dir(user))
+
+    def cleanup_jobs(self) -> None:
+        """Cancel every Psi-k job this service started that is still running (buffers, mpiexec)."""
+        psik = JobManager(load_settings(self.config_path).psik_config())
+        for rec in psik.list(limit=10_000).jobs:
+            if not rec.state.terminal:
+                try:
+                    psik.cancel(rec.jobid)
+                except Exception:  # noqa: BLE001 - best effort at teardown
+                    pass
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def wait_for(predicate: Any, timeout: float, interval: float = 0.3, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns a truthy value; bounded in time."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not reached within {timeout} s (last: {last!r})")
