@@ -155,7 +155,14 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    # argparse binds an optional positional (message DATA) only when it directly follows the target,
+    # so `certified message api/x -X PUT DATA` leaves DATA over: take it as the body.
+    if args.command == "message" and args.data is None and len(extras) == 1 and not extras[0].startswith("-"):
+        args.data, extras = extras[0], []
+    if extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
     return run(f"{PROG} {args.command}", lambda: args.func(args))
 
 

@@ -39,7 +39,7 @@ def load_app(app: Any) -> Any:
         return app
     try:
         return import_from_string(app)
-    except ImportFromStringError as exc:
+    except (ImportFromStringError, ImportError) as exc:
         raise CertifiedError(f"cannot load app {app!r}: {exc} (expected 'package.module:attribute')") from exc
 
 
