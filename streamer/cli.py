@@ -89,14 +89,12 @@ def cmd_run(argv: list[str]) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         return _fail(exc.describe()) if rank == 0 else EXIT_BAD_INPUT
-    from streamer.runner import run_streamer
+    from streamer.runner import SetupError, error_text, run_streamer
 
     try:
         summary = run_streamer(config, num_events=args.num_events, comm=comm, progress=args.progress)
-    except (SourceError, ConfigError) as exc:
-        return _fail(str(exc)) if rank == 0 else EXIT_BAD_INPUT
-    except OSError as exc:  # a handler cannot write, bind or connect
-        return _fail(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+    except (SourceError, ConfigError, SetupError, OSError) as exc:  # OSError: a handler cannot write/bind/connect
+        return _fail(error_text(exc)) if rank == 0 else EXIT_BAD_INPUT
     if summary is not None:
         print(summary.to_text(), flush=True)
         if args.summary_json is not None:

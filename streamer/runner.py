@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from streamer.base import (
     DataHandler,
@@ -32,6 +32,7 @@ from streamer.summary import HandlerFigures, RankSummary, RunSummary
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
+T = TypeVar("T")
 
 
 class Chain:
@@ -49,6 +50,11 @@ class Chain:
         self.handlers: list[DataHandler] = [
             lookup("data_handlers", h.type).implementation(h, context)  # type: ignore[attr-defined]
             for h in config.data_handlers]
+
+    def open_handlers(self) -> None:
+        for handler in self.handlers:
+            handler.open()
+        log.info("rank %d: %d handler(s) open", self.context.rank, len(self.handlers))
 
     def items(self, indices: range) -> Iterator[Any]:
         items: Iterator[Any] = (EventItem(event, index) for index, event in zip(indices, self.source.events(indices),
@@ -86,6 +92,36 @@ class RankStream:
             handler.flush()
 
 
+class SetupError(RuntimeError):
+    """Another rank could not set up its part of the run; the message names that rank and its reason."""
+
+
+def error_text(exc: BaseException) -> str:
+    """One line for a user: OSErrors as 'reason: file', other errors as their message."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    return str(exc) or type(exc).__name__
+
+
+def setup_together(context: RunContext, step: Callable[[], T]) -> T:
+    """Run a setup step on every rank; if it fails on any rank, it fails on all (nobody waits at a barrier)."""
+    result: T | None = None
+    error: Exception | None = None
+    try:
+        result = step()
+    except Exception as exc:  # re-raised below, after the other ranks heard about it
+        error = exc
+    if context.comm is not None and context.nranks > 1:
+        reasons = context.comm.allgather(None if error is None else error_text(error))
+        failed = [(rank, reason) for rank, reason in enumerate(reasons) if reason is not None]
+        if error is None and failed:
+            rank, reason = failed[0]
+            raise SetupError(f"rank {rank} could not start: {reason}")
+    if error is not None:
+        raise error
+    return result  # type: ignore[return-value]
+
+
 def run_streamer(config: StreamerConfig, *, num_events: int | None = None, comm: Any = AUTO,
                  progress: bool | None = None) -> RunSummary | None:
     """Run this rank's share of the stream. Returns the run summary on rank 0, None on other ranks."""
@@ -95,20 +131,22 @@ def run_streamer(config: StreamerConfig, *, num_events: int | None = None, comm:
     if comm is not None and nranks > 1:
         start_time = comm.bcast(start_time, root=0)
     context = RunContext(config.source_identifier, rank, nranks, comm, options={"start_time": start_time})
-    chain = Chain(config, context)
-    total = chain.source.number_of_events()
-    if num_events is not None:
-        total = min(total, num_events)
-    indices = split_events(total, rank, nranks)
-    log.info("rank %d/%d: %s, events %d..%d of %d", rank, nranks, config.event_source.type,  # type: ignore
-             indices.start, indices.stop - 1, total)
+    chain = setup_together(context, lambda: Chain(config, context))
     try:
-        figures = _stream(chain, indices, progress)
-    except BaseException:
-        if comm is not None and nranks > 1:
-            log.exception("rank %d failed while streaming; aborting the MPI job", rank)
-            comm.Abort(1)
-        raise
+        total = setup_together(context, chain.source.number_of_events)
+        if num_events is not None:
+            total = min(total, num_events)
+        indices = split_events(total, rank, nranks)
+        log.info("rank %d/%d: %s, events %d..%d of %d", rank, nranks, config.event_source.type,  # type: ignore
+                 indices.start, indices.stop - 1, total)
+        setup_together(context, chain.open_handlers)
+        try:
+            figures = _stream(chain, indices, progress)
+        except BaseException:
+            if comm is not None and nranks > 1:
+                log.exception("rank %d failed while streaming; aborting the MPI job", rank)
+                comm.Abort(1)
+            raise
     finally:
         chain.source.close()
     gathered = comm.gather(figures, root=0) if comm is not None and nranks > 1 else [figures]
@@ -120,9 +158,6 @@ def run_streamer(config: StreamerConfig, *, num_events: int | None = None, comm:
 def _stream(chain: Chain, indices: range, show_progress: bool | None) -> RankSummary:
     context = chain.context
     stream = RankStream(chain)
-    for handler in chain.handlers:
-        handler.open()
-    log.info("rank %d: %d handler(s) open", context.rank, len(chain.handlers))
     if context.rank == 0:
         stream.send(chain.serializer.stream_header(), 0)
     context.barrier()

@@ -31,6 +31,9 @@ class IndexedDataSource(DataSource):
         super().__init__(name, config, context)
         self.seed = seed
 
+    def prepare(self) -> None:  # noqa: B027 - optional hook
+        """Do expensive one-off work (e.g. precomputed pools) before the stream starts."""
+
     def extract(self, index: int) -> Any:
         raise NotImplementedError
 

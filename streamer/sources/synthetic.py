@@ -32,6 +32,8 @@ class SyntheticEventSource(EventSource):
         self.sources = build_indexed_sources(data_sources, context, seed=self.config.seed)
 
     def number_of_events(self) -> int:
+        for source in self.sources.values():
+            source.prepare()  # before the stream starts, so it is not counted in the rates
         return self.config.number_of_events
 
     def events(self, indices: range) -> Iterator[Event]:

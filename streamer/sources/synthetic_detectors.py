@@ -72,6 +72,9 @@ class SyntheticAreaDetector(IndexedDataSource):
         self._pool: np.ndarray | None = None
         self._kernel = _spot_kernel()
 
+    def prepare(self) -> None:
+        self.pool()
+
     def pool(self) -> np.ndarray:
         if self._pool is None:
             rng = event_rng(self.seed, 0, self.name + "/background-pool")

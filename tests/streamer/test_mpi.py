@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 from streamer.base import RunContext
 from streamer.mpi import launched_by_mpiexec, split_events
 from streamer.sources.synthetic_detectors import SyntheticAreaDetector, SyntheticAreaDetectorConfig
+from tests.streamer.conftest import VENV_BIN, cli_env
 
 
 @pytest.mark.parametrize("nranks", [1, 2, 3, 7])
@@ -99,3 +102,40 @@ def test_hdf5_replay_under_mpiexec_and_num_events(tmp_path: Path, lclstreamer, w
     for pid, (recorded, frame) in seen.items():
         assert recorded == 100 + pid
         np.testing.assert_array_equal(frame, np.arange(pid * 6, pid * 6 + 6, dtype=np.float32).reshape(2, 3))
+
+
+SETUP_SCRIPT = """
+import sys
+from streamer.base import RunContext
+from streamer.mpi import rank_and_size, world_communicator
+from streamer.runner import SetupError, setup_together
+
+comm = world_communicator()
+rank, nranks = rank_and_size(comm)
+context = RunContext("x", rank, nranks, comm)
+
+def step():
+    if rank == 1:
+        raise FileNotFoundError(2, "No such file or directory", "/data/only-on-rank-1.h5")
+    return "ready"
+
+try:
+    setup_together(context, step)
+except SetupError as exc:
+    print(f"rank {rank} SetupError: {exc}")
+except OSError as exc:
+    print(f"rank {rank} own error: {exc.filename}")
+else:
+    print(f"rank {rank} carried on")
+"""
+
+
+def test_a_setup_failure_on_one_rank_stops_every_rank(tmp_path: Path) -> None:
+    script = tmp_path / "setup_check.py"
+    script.write_text(SETUP_SCRIPT)
+    result = subprocess.run([str(VENV_BIN / "mpiexec"), "-n", "2", sys.executable, str(script)],
+                            capture_output=True, text=True, timeout=120, env=cli_env(), check=False)
+    assert result.returncode == 0, result.stderr
+    lines = sorted(result.stdout.splitlines())
+    assert lines == ["rank 0 SetupError: rank 1 could not start: No such file or directory: /data/only-on-rank-1.h5",
+                     "rank 1 own error: /data/only-on-rank-1.h5"]
