@@ -7,6 +7,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 
+def human_bytes(n: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{int(n)} B"
+
+
 class HandlerFigures(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -61,14 +68,14 @@ class RunSummary(BaseModel):
                    ranks=ranks, handlers=handlers)
 
     def to_text(self) -> str:
-        lines = [f"lclstreamer {self.source_identifier}: {self.events} events, {self.bytes / 1e9:.3f} GB "
+        lines = [f"lclstreamer {self.source_identifier}: {self.events} events, {human_bytes(self.bytes)} "
                  f"in {self.elapsed_s:.2f} s on {self.nranks} rank{'s' if self.nranks > 1 else ''}: "
                  f"{self.events_per_s:.1f} events/s, {self.gb_per_s:.3f} GB/s"]
         for r in self.ranks:
             span = f"events {r.first_event}..{r.last_event}" if r.events else "no events"
             rate = r.events / r.elapsed_s if r.elapsed_s > 0 else 0.0
             lines.append(f"  rank {r.rank}: {r.events} events ({span}), {r.batches} batches, {r.messages} messages, "
-                         f"{r.bytes / 1e9:.3f} GB, {r.elapsed_s:.2f} s, {rate:.1f} events/s")
+                         f"{human_bytes(r.bytes)}, {r.elapsed_s:.2f} s, {rate:.1f} events/s")
         for i, h in enumerate(self.handlers):
-            lines.append(f"  handler {i} {h.type}: {h.messages} messages, {h.bytes / 1e9:.3f} GB")
+            lines.append(f"  handler {i} {h.type}: {h.messages} messages, {human_bytes(h.bytes)}")
         return "\n".join(lines)
