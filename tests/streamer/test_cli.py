@@ -7,6 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import h5py
 import pytest
 
 from tests.streamer.conftest import REPO, VENV_BIN, cli_env
@@ -127,3 +128,52 @@ def test_progress_on_a_terminal(small_config, write_config, tmp_path: Path) -> N
             os.close(terminal)
     assert proc.returncode == 0
     assert b"40/40 events" in shown and b"events/s" in shown
+
+
+PLUGIN_MODULE = '''
+from typing import Literal
+
+import numpy as np
+
+from streamer.base import ComponentConfig
+from streamer.pipelines.itemwise import ItemwiseStep
+from streamer.registry import Component
+
+
+class AddOffsetConfig(ComponentConfig):
+    type: Literal["AddOffset"]
+    field: str
+    offset: int
+
+
+class AddOffset(ItemwiseStep):
+    def transform(self, data):
+        data[self.config.field] = np.asarray(data[self.config.field]) + self.config.offset
+        return data
+
+
+COMPONENT = Component(AddOffsetConfig, AddOffset)
+'''
+
+
+def test_third_party_step_from_an_entry_point(lclstreamer, small_config, write_config, tmp_path: Path) -> None:
+    """A package installed beside the streamer adds a processing step through the entry point group."""
+    site = tmp_path / "site"
+    (site / "offset_plugin-0.1.dist-info").mkdir(parents=True)
+    (site / "offset_plugin.py").write_text(PLUGIN_MODULE)
+    (site / "offset_plugin-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: offset-plugin\nVersion: 0.1\n")
+    (site / "offset_plugin-0.1.dist-info" / "entry_points.txt").write_text(
+        "[lclstream.processing_steps]\nAddOffset = offset_plugin:COMPONENT\n")
+    config = small_config(tmp_path / "out", number_of_events=6, batch_size=6)
+    config["processing_pipeline"].insert(0, {"type": "AddOffset", "field": "pulse_id", "offset": 1000})
+    path = write_config(config)
+    assert "unknown processing step type 'AddOffset'" in lclstreamer(["validate", str(path)]).stderr
+    env = cli_env()
+    env["PYTHONPATH"] = f"{site}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    result = subprocess.run([str(VENV_BIN / "lclstreamer"), "-c", str(path)], capture_output=True, text=True,
+                            env=env, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    (written,) = (tmp_path / "out").glob("*.h5")
+    with h5py.File(written, "r") as f:
+        assert f["/LCLS/pulse_id"][()].tolist() == [1000, 1001, 1002, 1003, 1004, 1005]
