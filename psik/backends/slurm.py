@@ -69,7 +69,7 @@ def sbatch_directives(spec: JobSpec, config: BackendConfig, job: JobDir, jobndx:
 
 def render_script(job: JobDir, spec: JobSpec, jobndx: int, config: BackendConfig) -> str:
     q = shlex.quote
-    psik = f"{q(sys.executable)} -m psik.cli --prefix {q(str(job.path.parent))}"
+    psik = f"{q(sys.executable)} -m psik.cli -v --prefix {q(str(job.path.parent))}"
     variables = job_variables(job, jobndx, config.mpirun or "srun", "${SLURM_JOB_NUM_NODES:-1}")
     exports = [f"export {k}={q(v)}" for k, v in spec.environment.items()]
     exports += [f"export {k}={q(v)}" for k, v in variables.items() if k != "nodes"]
