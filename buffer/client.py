@@ -87,6 +87,7 @@ class Producer:
         self._sock.add_post_pipe_remove_cb(lambda _pipe: self._hung_up.set())
         self._sock.dial(url, block=False)
         self._closed = False
+        self._confirmed = False
 
     def send(self, data: bytes | memoryview) -> None:
         if len(data) == 0:
@@ -101,7 +102,7 @@ class Producer:
     def close(self) -> bool:
         """Send the end marker and wait for the buffer to take everything; False if it did not confirm."""
         if self._closed:
-            return True
+            return self._confirmed
         self._closed = True
         confirmed = False
         try:
@@ -114,7 +115,13 @@ class Producer:
             pass
         finally:
             self._sock.close()
+        self._confirmed = confirmed
         return confirmed
+
+    def abort(self) -> None:
+        """Close without an end marker (the buffer sees this producer vanish, as if it crashed)."""
+        self._closed = True
+        self._sock.close()
 
     def __enter__(self) -> Producer:
         return self
@@ -124,5 +131,4 @@ class Producer:
         if exc_type is None:
             self.close()
         else:
-            self._closed = True
-            self._sock.close()
+            self.abort()

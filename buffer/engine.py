@@ -118,6 +118,8 @@ class Buffer:
                 if (cfg.idle_timeout is not None and board.state is BufferState.WAITING
                         and now - started > cfg.idle_timeout):
                     self._stop(BufferState.FAILED, f"no producer connected within {cfg.idle_timeout:g} seconds")
+                if board.state is BufferState.DRAINING and not cfg.recv_dial:
+                    self.input.stop_listening()
                 if now >= next_report:
                     next_report = now + cfg.report_interval
                     board.update_rates()

@@ -61,6 +61,7 @@ class NngInput:
         self.board = board
         self.fifo = fifo
         self._counted: set[int] = set()
+        self._listening_stopped = False
         self.sock = pynng.Pull0(recv_max_size=cfg.max_message_size, recv_timeout=RECV_POLL_MS)
         tls = _tls(cfg, cfg.recv, dial=cfg.recv_dial)
         if tls is not None:
@@ -111,6 +112,22 @@ class NngInput:
                 pipe.close()
         except (pynng.NNGException, TypeError, KeyError) as exc:
             log.debug("closing a finished producer's connection: %s", exc)
+
+    def stop_listening(self) -> None:
+        """Close the listener once draining, so later producers are refused by TCP itself.
+
+        Until then (one control tick) the pre-connect callback refuses them by closing their pipe,
+        which a producer cannot tell from a normal hang-up.
+        """
+        if self._listening_stopped:
+            return
+        self._listening_stopped = True
+        for listener in list(self.sock.listeners):
+            try:
+                listener.close()
+            except pynng.NNGException as exc:
+                log.debug("closing the producer listener: %s", exc)
+        log.info("stopped listening for producers on %s", self.cfg.recv)
 
     def _run(self) -> None:
         board, fifo, sock = self.board, self.fifo, self.sock

@@ -66,7 +66,7 @@ def produce(url: str, producer: int, count: int, size: int, result: str, delay: 
                     time.sleep(delay)
         except StreamTimeout as exc:
             out["error"] = str(exc)
-            p._closed = True
+            p.abort()
         out["confirmed"] = p.close()
     finally:
         Path(result).write_text(json.dumps(out))
