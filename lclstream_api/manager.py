@@ -9,6 +9,7 @@ reconciliation pass every ``poll_interval`` seconds makes it correct even when c
 from __future__ import annotations
 
 import logging
+import queue
 import secrets
 import threading
 import time
@@ -64,6 +65,7 @@ class TransferManager:
         self.pool = PortPool(settings.port_pool, self.store, settings.bind_host)
         self._lock = threading.RLock()
         self._stop = threading.Event()
+        self._callbacks: queue.Queue[tuple[str, str, dict[str, Any]]] = queue.Queue()
         self._thread: threading.Thread | None = None
 
     # ---- visibility ------------------------------------------------------------------------------
@@ -200,9 +202,9 @@ class TransferManager:
         self._set_state(record, TransferState.FAILED, reason)
 
     def _finish(self, record: TransferRecord) -> None:
-        """Stop whatever still runs and give the ports back."""
+        """Stop whatever still runs (unless it completed: its jobs are exiting) and give the ports back."""
         for name, job in record.jobs.items():
-            if job.state not in _JOB_DONE:
+            if job.state not in _JOB_DONE and record.state is not TransferState.COMPLETED:
                 try:
                     self.launcher.cancel(job.jobid)
                 except Exception as exc:
@@ -221,6 +223,10 @@ class TransferManager:
 
     # ---- observations ----------------------------------------------------------------------------
     def on_callback(self, kind: str, transfer_id: str, body: dict[str, Any]) -> None:
+        """Queue a verified callback for the reconciler thread (the HTTP handler never waits for locks)."""
+        self._callbacks.put((kind, transfer_id, body))
+
+    def handle_callback(self, kind: str, transfer_id: str, body: dict[str, Any]) -> None:
         """A verified callback: the buffer's status, or a Psi-k job transition (the folder has it too)."""
         with self._lock:
             record = self.store.get(transfer_id)
@@ -261,6 +267,9 @@ class TransferManager:
             if fresh is not None:
                 record = fresh.model_copy(update={"buffer_status": record.buffer_status or fresh.buffer_status})
             if record.state.terminal:
+                if any(job.state not in _JOB_DONE for job in record.jobs.values()):
+                    self.refresh(record)  # keep the record's job states true until they have exited
+                    self.store.save(record)
                 if not record.ports_released:
                     self._finish(record)
                 return record
@@ -327,8 +336,12 @@ class TransferManager:
                 self._fail(record, f"no consumer connected within {opts.idle_timeout:g} s")
 
     # ---- background reconciliation ---------------------------------------------------------------
+    def _needs_attention(self, record: TransferRecord) -> bool:
+        return (not record.state.terminal or not record.ports_released
+                or any(job.state not in _JOB_DONE for job in record.jobs.values()))
+
     def reconcile_all(self) -> None:
-        for record in self.store.active():
+        for record in filter(self._needs_attention, self.store.list()):
             try:
                 self.reconcile(record)
             except Exception:
@@ -345,8 +358,20 @@ class TransferManager:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.settings.poll_interval):
-            self.reconcile_all()
+        next_pass = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                item = self._callbacks.get(timeout=max(next_pass - time.monotonic(), 0.01))
+            except queue.Empty:
+                item = None
+            if item is not None:
+                try:
+                    self.handle_callback(*item)
+                except Exception:
+                    log.exception("callback %s for transfer %s failed", item[0], item[1])
+            if time.monotonic() >= next_pass:
+                self.reconcile_all()
+                next_pass = time.monotonic() + self.settings.poll_interval
 
     def stop(self) -> None:
         self._stop.set()
