@@ -1,0 +1,78 @@
+"""Buffers stacked across a hop, mutual TLS, and the ZeroMQ output."""
+
+from __future__ import annotations
+
+from buffer.status import BufferState
+from tests.buffer.helpers import (
+    consume,
+    consume_zmq,
+    join_all,
+    produce,
+    read_json,
+    start,
+    tcp_url,
+    tls_dict,
+)
+
+
+def _all_received(paths, expected):
+    got = [tuple(m) for p in paths for m in read_json(p)["received"]]
+    assert all(read_json(p)["end"] for p in paths)
+    assert len(got) == len(set(got)) and set(got) == expected
+
+
+def test_two_buffers_stacked(tmp_path, buffers, procs):
+    a_recv, a_send, b_send = tcp_url(), tcp_url(), tcp_url()
+    upstream = buffers("--recv", a_recv, "--send", a_send, "--producers", "2", name="upstream")
+    downstream = buffers("--recv", a_send, "--recv-dial", "--send", b_send, name="downstream")
+    upstream.wait_status(lambda s: s.consumers_connected == 1, what="downstream dialled upstream")
+    assert downstream.wait_state(BufferState.STREAMING).producers_connected == 1
+    results = [tmp_path / f"c{i}.json" for i in range(2)]
+    consumers = [start(consume, b_send, str(r)) for r in results]
+    producers = [start(produce, a_recv, p, 100, 4096, str(tmp_path / f"p{p}.json")) for p in range(2)]
+    procs += consumers + producers
+    join_all(producers + consumers)
+    assert upstream.wait(30) == 0
+    assert downstream.wait(30) == 0
+    _all_received(results, {(p, s) for p in range(2) for s in range(100)})
+    up, down = upstream.final(), downstream.final()
+    assert up.messages_sent == down.messages_received == down.messages_sent == 200
+    assert down.producers_total == 1, "the downstream buffer must not redial the finished upstream"
+
+
+def test_tls_good_certificate_streams_and_bad_one_is_refused(tmp_path, buffers, procs, pki):
+    recv, send = tcp_url("tls+tcp"), tcp_url("tls+tcp")
+    server = pki["server"]
+    buf = buffers("--recv", recv, "--send", send, "--cert", server.cert, "--key", server.key, "--ca", server.ca)
+    buf.wait_state(BufferState.WAITING)
+    intruder = start(produce, recv, 7, 5, 1024, str(tmp_path / "intruder.json"), tls=tls_dict(pki["intruder"]),
+                     send_timeout=3.0)
+    procs.append(intruder)
+    join_all([intruder])
+    refused = read_json(tmp_path / "intruder.json")
+    assert refused["sent"] == 0 and refused["error"] and refused["confirmed"] is False
+    st = buf.status()
+    assert st.state is BufferState.WAITING and st.producers_total == 0
+    client = tls_dict(pki["client"])
+    consumer = start(consume, send, str(tmp_path / "c.json"), tls=client)
+    producer = start(produce, recv, 0, 50, 8192, str(tmp_path / "p0.json"), tls=client)
+    procs += [consumer, producer]
+    join_all([producer, consumer])
+    assert buf.wait(30) == 0
+    _all_received([tmp_path / "c.json"], {(0, s) for s in range(50)})
+
+
+def test_zeromq_output(tmp_path, buffers, procs):
+    recv, zsend = tcp_url(), tcp_url()
+    buf = buffers("--recv", recv, "--send-zmq", zsend, "--producers", "2")
+    results = [tmp_path / f"z{i}.json" for i in range(2)]
+    consumers = [start(consume_zmq, zsend, str(r)) for r in results]
+    procs += consumers
+    buf.wait_status(lambda s: s.consumers_connected == 2, what="2 ZeroMQ consumers connected")
+    producers = [start(produce, recv, p, 80, 2048, str(tmp_path / f"p{p}.json")) for p in range(2)]
+    procs += producers
+    join_all(producers + consumers)
+    assert buf.wait(30) == 0
+    _all_received(results, {(p, s) for p in range(2) for s in range(80)})
+    final = buf.final()
+    assert final.messages_sent == 160 and final.end_markers_sent == 2
