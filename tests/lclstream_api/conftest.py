@@ -16,7 +16,7 @@ def api_pki(tmp_path: Path) -> Pki:
 
 @pytest.fixture
 def service(tmp_path: Path, api_pki: Pki) -> Iterator[Service]:
-    svc = Service(tmp_path / "svc", api_pki)
+    svc = Service(tmp_path / "svc", api_pki, overrides={"limits": {"concurrent_per_user": 2}})
     try:
         svc.start()
         yield svc
