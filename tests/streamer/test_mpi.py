@@ -136,6 +136,6 @@ def test_a_setup_failure_on_one_rank_stops_every_rank(tmp_path: Path) -> None:
     result = subprocess.run([str(VENV_BIN / "mpiexec"), "-n", "2", sys.executable, str(script)],
                             capture_output=True, text=True, timeout=120, env=cli_env(), check=False)
     assert result.returncode == 0, result.stderr
-    lines = sorted(result.stdout.splitlines())
+    lines = sorted(line for line in result.stdout.splitlines() if line.startswith("rank "))
     assert lines == ["rank 0 SetupError: rank 1 could not start: No such file or directory: /data/only-on-rank-1.h5",
                      "rank 1 own error: /data/only-on-rank-1.h5"]
