@@ -108,6 +108,9 @@ class Serializer(ABC):
     """Turns a batch into one or more messages. Decoders live beside each serializer."""
 
     payload_format: ClassVar[PayloadFormat] = PayloadFormat.RAW
+    #: True when ``serialize`` returns one message per event (msgpack, SIMPLON): each message then carries
+    #: ``event_count=1`` in its MessageInfo; False: the batch's single message carries the batch's count.
+    one_message_per_event: ClassVar[bool] = False
 
     def __init__(self, config: ComponentConfig, context: RunContext) -> None:
         self.config = config

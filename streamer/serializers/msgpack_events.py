@@ -82,6 +82,7 @@ def _value(value: Any, array_type: str) -> Any:
 
 class MsgpackSerializer(Serializer):
     payload_format = PayloadFormat.MSGPACK
+    one_message_per_event = True
 
     def __init__(self, config: MsgpackSerializerConfig, context: RunContext) -> None:
         super().__init__(config, context)

@@ -80,6 +80,7 @@ def _nanoseconds(value: Any) -> int:
 
 class SimplonBinarySerializer(Serializer):
     payload_format = PayloadFormat.SIMPLON
+    one_message_per_event = True
 
     def __init__(self, config: SimplonBinarySerializerConfig, context: RunContext) -> None:
         super().__init__(config, context)

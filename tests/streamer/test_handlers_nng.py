@@ -12,9 +12,11 @@ import numpy as np
 import pydantic
 import pytest
 
+from certified.config import Layout
 from streamer.base import MessageInfo, RunContext
 from streamer.envelope import PayloadFormat
 from streamer.handlers.nng_push import NNGPushDataHandler, NNGPushDataHandlerConfig
+from tests.fixtures.pki import make_pki
 
 # A receiver process: listens (or dials), records envelopes in a StreamLedger until every rank's end
 # marker came (or a deadline passed), decodes every payload, and prints a JSON report.
@@ -149,55 +151,17 @@ def test_connect_timeout_is_a_clear_error() -> None:
         handler.open()
 
 
-def make_pki(directory: Path) -> dict[str, Path]:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, all PEM files."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-
-    def issue(name: str, key, issuer_name, issuer_key, ca: bool, san=None):
-        builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-                   .issuer_name(issuer_name or x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(minutes=5))
-                   .not_valid_after(now + datetime.timedelta(days=1))
-                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-        if san:
-            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
-        return builder.sign(issuer_key or key, hashes.SHA256())
-
-    files = {}
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = issue("test-ca", ca_key, None, None, True)
-    for name, san in (("server", [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), ("client", None)):
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = issue(name, key, ca_cert.subject, ca_key, False, san)
-        files[f"{name}_cert"] = directory / f"{name}.pem"
-        files[f"{name}_cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        files[f"{name}_key"] = directory / f"{name}.key"
-        files[f"{name}_key"].write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                                           serialization.PrivateFormat.PKCS8,
-                                                           serialization.NoEncryption()))
-    files["ca"] = directory / "ca.pem"
-    files["ca"].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    return files
-
-
-def test_mutual_tls_delivery(tmp_path: Path) -> None:
-    pki = make_pki(tmp_path)
+def test_mutual_tls_delivery_with_certified_identities(tmp_path: Path) -> None:
+    """The receiver is a certified service identity; the producer connects with its introduction from it."""
+    pki = make_pki(tmp_path, server="buffer", users=("streamer",), key_type="p256")
+    server, client = Layout(pki.server_dir), Layout(pki.user_dir("streamer"))
     url = f"tls+tcp://127.0.0.1:{free_port()}"
-    receiver = start(RECEIVER, url, "1", "60", str(pki["server_cert"]), str(pki["server_key"]), str(pki["ca"]))
+    receiver = start(RECEIVER, url, "1", "60", str(server.id_cert), str(server.id_key), str(server.ca_cert))
     producer = None
     try:
         wait_listening(receiver)
-        config = json.dumps({"type": "NNGPushDataHandler", "url": url, "tls_cert": str(pki["client_cert"]),
-                             "tls_key": str(pki["client_key"]), "tls_ca": str(pki["ca"])})
+        config = json.dumps({"type": "NNGPushDataHandler", "url": url, "tls_cert": str(client.intros / "buffer.crt"),
+                             "tls_key": str(client.id_key), "tls_ca": str(server.ca_cert)})
         producer = start(PRODUCER, config, "0", "1", "2")
         assert finish(producer)["messages"] == 2
         report = finish(receiver)
