@@ -177,3 +177,15 @@ def test_third_party_step_from_an_entry_point(lclstreamer, small_config, write_c
     (written,) = (tmp_path / "out").glob("*.h5")
     with h5py.File(written, "r") as f:
         assert f["/LCLS/pulse_id"][()].tolist() == [1000, 1001, 1002, 1003, 1004, 1005]
+
+
+RUNNABLE_EXAMPLES = sorted(p for p in (REPO / "examples").glob("*.yaml")
+                           if p.name == "demo.yaml" or p.name.startswith(("pipeline-", "source-synthetic-")))
+
+
+@pytest.mark.parametrize("example", RUNNABLE_EXAMPLES, ids=[p.name for p in RUNNABLE_EXAMPLES])
+def test_synthetic_examples_run(lclstreamer, tmp_path: Path, example: Path) -> None:
+    result = lclstreamer(["-c", str(example), "--num-events", "5", "--log-level", "WARNING"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "5 events" in result.stdout
+    assert list(tmp_path.glob("*/*.h5")), "the example wrote its files under the working directory"
