@@ -55,6 +55,23 @@ def test_unknown_job_id_is_an_error(slurm_cluster: SlurmCluster) -> None:  # noq
     assert out.returncode != 0 and "Invalid job id" in out.stderr
 
 
+def test_node_failure_ends_job_with_node_fail_and_node_comes_back(slurm_cluster: SlurmCluster,  # noqa: F811
+                                                                    tmp_path: Path) -> None:
+    marker = tmp_path / "started"
+    jobid = slurm_cluster.sbatch("-o", str(tmp_path / "crash.out"), "--wrap", f"touch {marker}; sleep 600")
+    slurm_cluster.wait_for_state(jobid, {"RUNNING"}, timeout=120)
+    try:
+        slurm_cluster.fail_node()
+        info = slurm_cluster.wait_for_state(jobid, timeout=150)  # SlurmdTimeout 15 s plus ping period
+        assert (info["JobState"], info["Reason"]) == ("NODE_FAIL", "NodeDown"), info
+        node = slurm_cluster.run("sinfo", "-h", "-N", "-o", "%T|%E").stdout.strip()
+        assert node.startswith("down") and "Not responding" in node, node
+        assert slurm_cluster.completed_jobs()[jobid]["JobState"] == "NODE_FAIL"
+    finally:
+        slurm_cluster.restore_node()
+    assert slurm_cluster.wait_for_state(slurm_cluster.sbatch("--wrap", "true"))["JobState"] == "COMPLETED"
+
+
 def test_time_limit_ends_job_with_timeout(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:  # noqa: F811
     out = tmp_path / "slow.out"
     jobid = slurm_cluster.sbatch("--time=1", "-o", str(out), "--wrap", "sleep 600")
