@@ -51,15 +51,25 @@ class Chain:
         self.handlers: list[DataHandler] = [
             lookup("data_handlers", h.type).implementation(h, context)  # type: ignore[attr-defined]
             for h in config.data_handlers]
+        self.skipped = 0
 
     def open_handlers(self) -> None:
         for handler in self.handlers:
             handler.open()
         log.info("rank %d: %d handler(s) open", self.context.rank, len(self.handlers))
 
+    def complete_events(self, indices: range) -> Iterator[EventItem]:
+        """The source's events with their indices; events missing a datum (None, as psana gives) are skipped."""
+        for index, event in zip(indices, self.source.events(indices), strict=False):
+            missing = [name for name, value in event.items() if value is None]
+            if missing:
+                self.skipped += 1
+                log.debug("event %d skipped: no value for %s", index, ", ".join(missing))
+                continue
+            yield EventItem(event, index)
+
     def items(self, indices: range) -> Iterator[Any]:
-        items: Iterator[Any] = (EventItem(event, index) for index, event in zip(indices, self.source.events(indices),
-                                                                                 strict=False))
+        items: Iterator[Any] = self.complete_events(indices)
         for step in self.steps:
             items = step.process(items)
         return items
@@ -207,7 +217,7 @@ def _stream(chain: Chain, indices: range, show_progress: bool | None) -> RankSum
     bar.finish()
     log.info("rank %d: done, %d events in %d batches, %d messages", context.rank, events, batches, stream.messages)
     return RankSummary(rank=context.rank, events=events, batches=batches, messages=stream.messages,
-                       bytes=stream.bytes, elapsed_s=elapsed, first_event=first, last_event=last,
+                       bytes=stream.bytes, elapsed_s=elapsed, skipped_events=chain.skipped, first_event=first, last_event=last,
                        handlers=[_handler_figures(h) for h in chain.handlers])
 
 

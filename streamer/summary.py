@@ -32,6 +32,7 @@ class RankSummary(BaseModel):
     messages: int
     bytes: int
     elapsed_s: float
+    skipped_events: int = 0
     first_event: int | None
     last_event: int | None
     handlers: list[HandlerFigures]
@@ -73,6 +74,8 @@ class RunSummary(BaseModel):
                  f"{self.events_per_s:.1f} events/s, {self.gb_per_s:.3f} GB/s"]
         for r in self.ranks:
             span = f"events {r.first_event}..{r.last_event}" if r.events else "no events"
+            if r.skipped_events:
+                span += f", {r.skipped_events} skipped for missing data"
             rate = r.events / r.elapsed_s if r.elapsed_s > 0 else 0.0
             lines.append(f"  rank {r.rank}: {r.events} events ({span}), {r.batches} batches, {r.messages} messages, "
                          f"{human_bytes(r.bytes)}, {r.elapsed_s:.2f} s, {rate:.1f} events/s")

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from streamer.base import RunContext
+from streamer.base import EventSource, RunContext
 from streamer.config import load_config
 from streamer.runner import Chain
 from streamer.sources.errors import SourceError
@@ -122,3 +122,22 @@ def test_psana_sources_validate_but_say_psana_is_needed(tmp_path: Path, source_t
     with pytest.raises(SourceError, match=f"^{source_type} needs the psana package") as info:
         chain_for(tmp_path, event_source, data)
     assert "conda install" in str(info.value) and "\n" not in str(info.value)
+
+
+class GappySource(EventSource):
+    """Like psana at the facility: some events lack a datum (None)."""
+
+    def number_of_events(self) -> int:
+        return 6
+
+    def events(self, indices: range):
+        for index in indices:
+            yield {"pulse_id": None if index % 3 == 1 else np.int64(index)}
+
+
+def test_events_missing_a_datum_are_skipped_and_counted(tmp_path: Path) -> None:
+    chain = chain_for(tmp_path, SYNTHETIC, {"pulse_id": {"type": "SyntheticScalar", "kind": "pulse_id"}})
+    chain.source = GappySource(chain.config.event_source, chain.config.data_sources, chain.context)
+    kept = list(chain.items(range(6)))
+    assert [item.index for item in kept] == [0, 2, 3, 5]
+    assert chain.skipped == 2
