@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,16 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from certified import identity, intro
-from lclstream_api.client import TransferClient
-from lclstream_api.settings import load_settings
-from psik.manager import JobManager
-
-BIN = Path(sys.executable).parent
-ALIAS = "lclstream"
-HOSTS = ["localhost", "127.0.0.1"]
+from lclstream_api.local import BIN, LocalDeployment
 
 
 def demo_config(events: int) -> dict[str, Any]:
@@ -51,92 +40,37 @@ def demo_config(events: int) -> dict[str, Any]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def say(text: str) -> None:
     print(f"\n== {text}", flush=True)
-
-
-def make_identities(root: Path, user: str, api_url: str) -> tuple[Path, Path]:
-    server_dir, user_dir = root / "lclstream-api", root / user
-    identity.init("lclstream-api", server_dir, hosts=HOSTS)
-    identity.init(user, user_dir, hosts=HOSTS)
-    introduction = intro.introduce(identity.public_key_pem(user_dir), user, server_dir,
-                                   services={ALIAS: api_url})
-    intro.add_intro(introduction, user_dir)
-    return server_dir, user_dir
-
-
-def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"lclstream-api exited with code {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"lclstream-api did not listen on port {port} within {timeout:g} s")
 
 
 def run(out_dir: Path, events: int) -> int:
     user = getpass.getuser() or "demo"
     with tempfile.TemporaryDirectory(prefix="lclstream-demo-") as tmp:
-        root = Path(tmp)
-        port = free_port()
-        api_url = f"https://127.0.0.1:{port}"
-        say(f"certified: identities for the service and for user {user!r} in {root}")
-        server_dir, user_dir = make_identities(root, user, api_url)
-        pool = free_port() % 5000 + 20000
-        settings = {"listen": api_url, "callback_listen": f"http://127.0.0.1:{free_port()}",
-                    "state_dir": str(root / "state"), "certified_config": str(server_dir),
-                    "port_pool": {"start": pool, "end": pool + 99}, "poll_interval": 0.5}
-        config_path = root / "service.yaml"
-        config_path.write_text(yaml.safe_dump(settings))
-        env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "CERTIFIED_CONFIG": str(user_dir)}
-        say(f"starting lclstream-api on {api_url} (jobs on the local Psi-k backend; log in {root}/api.log)")
-        with open(root / "api.log", "wb") as log:
-            api = subprocess.Popen([str(BIN / "lclstream-api"), "--config", str(config_path)],
-                                   stdout=log, stderr=log, env=env, start_new_session=True)
-        try:
-            wait_listening(port, api)
-            with TransferClient(ALIAS, user_dir) as client:
-                say(f"requesting a synthetic run: {events} epix10k2M events, 2 MPI ranks, HDF5 bitshuffle+LZ4")
-                view = client.request(demo_config(events), {"ranks": 2, "idle_timeout": 120})
-                print(f"transfer {view.id}: {view.state.value}, pull from {view.url}")
-                say(f"lclstream pull {view.url} --out {out_dir}")
-                pulled = subprocess.run([str(BIN / "lclstream"), "pull", view.url, "--out", str(out_dir),
-                                         "--wait", "120"], env=env, timeout=600)
-                deadline = time.monotonic() + 60
+        deployment = LocalDeployment(Path(tmp), user)
+        say(f"certified identities for the service and for user {user!r}; lclstream-api on {deployment.url} "
+            f"with jobs on the local Psi-k backend (log: {deployment.log_path})")
+        with deployment, deployment.client() as client:
+            say(f"requesting a synthetic run: {events} epix10k2M events, 2 MPI ranks, HDF5 bitshuffle+LZ4")
+            view = client.request(demo_config(events), {"ranks": 2, "idle_timeout": 120})
+            print(f"transfer {view.id}: {view.state.value}, pull from {view.url}")
+            say(f"lclstream pull {view.url} --out {out_dir}")
+            pulled = subprocess.run([str(BIN / "lclstream"), "pull", view.url, "--out", str(out_dir),
+                                     "--wait", "120"], env=deployment.env, timeout=600)
+            deadline = time.monotonic() + 60
+            record = client.status(view.id)
+            while not record.state.terminal and time.monotonic() < deadline:
+                time.sleep(0.5)
                 record = client.status(view.id)
-                while not record.state.terminal and time.monotonic() < deadline:
-                    time.sleep(0.5)
-                    record = client.status(view.id)
-                say("the transfer record")
-                shown = record.model_dump(mode="json", exclude={"options"})
-                for job in shown["jobs"].values():
-                    job["log_tail"] = job["log_tail"][-3:]
-                print(json.dumps(shown, indent=2))
-                files = sorted(out_dir.glob("*.h5"))
-                say(f"{len(files)} HDF5 files in {out_dir}; transfer {record.state.value}")
-                return 0 if pulled.returncode == 0 and record.state.value == "completed" else 1
-        finally:
-            api.terminate()
-            try:
-                api.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                api.kill()
-                api.wait(timeout=10)
-            psik = JobManager(load_settings(config_path).psik_config())
-            for rec in psik.list(limit=1000).jobs:
-                if not rec.state.terminal:
-                    psik.cancel(rec.jobid)
-            say("stopped lclstream-api and every job it started")
+            say("the transfer record")
+            shown = record.model_dump(mode="json", exclude={"options"})
+            for job in shown["jobs"].values():
+                job["log_tail"] = job["log_tail"][-3:]
+            print(json.dumps(shown, indent=2))
+            files = sorted(out_dir.glob("*.h5"))
+            say(f"{len(files)} HDF5 files in {out_dir}; transfer {record.state.value}")
+        say("stopped lclstream-api and every job it started")
+        return 0 if pulled.returncode == 0 and record.state.value == "completed" else 1
 
 
 def main(argv: list[str] | None = None) -> int:
