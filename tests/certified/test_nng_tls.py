@@ -1,4 +1,4 @@
-"""Data streams: pynng Push/Pull over tls+tcp:// with p256 identities from this PKI."""
+"""Data streams: a pynng Pair over tls+tcp:// with p256 identities from this PKI."""
 
 from __future__ import annotations
 
@@ -21,18 +21,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_push_pull_over_tls_with_p256_identities(tmp_path: Path) -> None:
+def test_pair_over_tls_with_p256_identities(tmp_path: Path) -> None:
     pki = make_pki(tmp_path, server="buffer", users=("consumer",), key_type="p256")
     port = free_port()
     url = f"tls+tcp://127.0.0.1:{port}"
     pki.add_service_alias("buffer", f"tls+tcp://localhost:{port}")  # certificate names localhost
-    with pynng.Pull0(tls_config=tls_config(pki.server_dir, server=True), recv_timeout=30_000) as pull:
-        pull.listen(url)
+    with pynng.Pair0(tls_config=tls_config(pki.server_dir, server=True), recv_timeout=30_000,
+                     send_timeout=30_000) as pair:
+        pair.listen(url)
         sender = multiprocessing.get_context("spawn").Process(
             target=send_messages, args=(str(pki.user_dir("consumer")), url, "buffer", 5))
         sender.start()
         try:
-            got = [pull.recv() for _ in range(5)]
+            got = [pair.recv() for _ in range(5)]
+            pair.send(b"ack")
             sender.join(timeout=60)
             assert sender.exitcode == 0
         finally:
@@ -42,8 +44,8 @@ def test_push_pull_over_tls_with_p256_identities(tmp_path: Path) -> None:
         assert got == [f"message {i}".encode() for i in range(5)]
 
         # a foreign CA's identity is refused: nothing arrives
-        pull.recv_timeout = 1500
-        with pynng.Push0(tls_config=tls_config(pki.user_dir("mallory"), server=False, alias="buffer"),
+        pair.recv_timeout = 1500
+        with pynng.Pair0(tls_config=tls_config(pki.user_dir("mallory"), server=False, alias="buffer"),
                          send_timeout=1500) as intruder:
             try:
                 intruder.dial(url, block=True)
@@ -51,7 +53,7 @@ def test_push_pull_over_tls_with_p256_identities(tmp_path: Path) -> None:
             except pynng.NNGException:
                 pass
             with pytest.raises(pynng.Timeout):
-                pull.recv()
+                pair.recv()
 
 
 def test_ed25519_identity_is_explained(tmp_path: Path) -> None:
