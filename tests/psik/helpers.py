@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from certified.signature import SIGNATURE_HEADER, verify
+from psik.client import LocalPsik
+from psik.models import PsikConfig
 
 T = TypeVar("T")
 
@@ -83,3 +85,11 @@ def process_gone(pid: int) -> bool:
         if line.startswith("State:"):
             return "Z" in line.split()[1]
     return False
+
+
+def cancel_unfinished(config: PsikConfig) -> None:
+    """Teardown: no job a test started may outlive it, whatever the test did."""
+    psik = LocalPsik(config)
+    for rec in psik.list(limit=100_000).jobs:
+        if not rec.state.terminal:
+            psik.cancel(rec.jobid)

@@ -16,9 +16,10 @@ import pytest
 
 from certified.http import client as tls_client
 from psik.client import PsikAPIError, PsikClient
+from psik.config import load_config
 from psik.models import JobState
 from tests.fixtures.pki import Pki, make_pki
-from tests.psik.helpers import wait_for
+from tests.psik.helpers import callback_receiver, cancel_unfinished, wait_for
 
 
 @dataclass
@@ -62,6 +63,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         pki.add_service_alias("psik", url)
         yield Api(url=url, pki=pki, prefix=prefix)
     finally:
+        cancel_unfinished(load_config(cfg))
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=15)
@@ -158,8 +160,11 @@ def test_foreign_certificate_refused(api: Api) -> None:
         http.get("/v1/backends")
 
 
-def test_callback_secret_never_returned(api: Api) -> None:
-    with api.client("alice") as alice:
-        rec = alice.submit({"script": "true", "callback": "http://127.0.0.1:9/none", "cb_secret": "hidden"})
+def test_signed_callbacks_and_secret_never_returned(api: Api) -> None:
+    with api.client("alice") as alice, callback_receiver("hidden") as receiver:
+        rec = alice.submit({"script": "true", "callback": receiver.url, "cb_secret": "hidden"})
         assert rec.spec.cb_secret is None and alice.get(rec.jobid).spec.cb_secret is None
         assert "hidden" not in alice.list().model_dump_json()
+        wait_for(lambda: receiver.states(rec.jobid) == [(1, "new"), (1, "queued"), (1, "active"), (1, "completed")],
+                 timeout=60, what="4 signed callbacks from the API's job")
+        assert receiver.rejected == []

@@ -12,7 +12,7 @@ from psik.backends.slurm import SlurmJobState, format_time, outcome, sbatch_dire
 from psik.client import LocalPsik
 from psik.jobdir import JobDir
 from psik.models import BackendConfig, JobRecord, JobSpec, JobState, PsikConfig
-from tests.psik.helpers import wait_for
+from tests.psik.helpers import cancel_unfinished, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +27,7 @@ def slurm_psik(slurm_cluster, tmp_path_factory: pytest.TempPathFactory) -> Itera
     try:
         yield psik
     finally:
-        for rec in psik.list(limit=1000).jobs:  # nothing of ours may keep running in the cluster
-            if not rec.state.terminal:
-                psik.cancel(rec.jobid)
+        cancel_unfinished(config)  # nothing of ours may keep running in the cluster
         mp.undo()
 
 
