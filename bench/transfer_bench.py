@@ -1,0 +1,151 @@
+"""Transfer benchmark: LCLStream-API start-up latency and throughput against a direct push.
+
+    python bench/transfer_bench.py [--repeats 5] [--events 96]
+
+1. Latency: time from ``POST /v1/transfers`` to the first batch at a client (p50, min, max over
+   ``--repeats`` small transfers); most of it is process start-up (psik supervisor, nng-stream,
+   mpiexec, lclstreamer ranks). Target p50 <= 1.5 s.
+2. Throughput: one streamer config (epix10k2M frames, uncompressed HDF5, 2 MPI ranks) through the API
+   (buffer in between, jobs started by Psi-k) against the same config pushing straight into one
+   consumer (``mpiexec -n 2 lclstreamer`` with an NNG push to a listening Pull0). Both runs are
+   timed from launch to the last byte, alternating, and the best of each is compared. Target >= 0.8x.
+
+Prints ratios measured side by side in one run. Not a test: no assertion on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pynng
+import yaml
+
+from buffer.client import messages
+from lclstream_api.local import BIN, LocalDeployment, free_port
+from streamer.envelope import MessageKind, StreamLedger, unpack
+
+
+def synthetic(events: int, detector: bool, compression: str = "none") -> dict[str, Any]:
+    sources: dict[str, Any] = {"pulse_id": {"type": "SyntheticScalar", "kind": "pulse_id"}}
+    fields = {"pulse_id": "/LCLS/pulse_id"}
+    if detector:
+        sources["epix"] = {"type": "SyntheticAreaDetector", "detector": "epix10k2M"}
+        fields["epix"] = "/entry/data/data"
+    return {"source_identifier": "exp=bench:run=1",
+            "event_source": {"type": "SyntheticEventSource", "number_of_events": events, "seed": 1},
+            "data_sources": sources,
+            "processing_pipeline": [{"type": "BatchProcessingPipeline", "batch_size": 8}],
+            "data_serializer": {"type": "HDF5Serializer", "fields": fields, "compression": compression},
+            "data_handlers": [{"type": "BinaryFileWritingDataHandler", "write_directory": "unused"}]}
+
+
+def wait_terminal(api: Any, transfer_id: str, timeout: float = 60.0) -> str:
+    deadline = time.monotonic() + timeout
+    state = api.status(transfer_id).state
+    while not state.terminal and time.monotonic() < deadline:
+        time.sleep(0.2)
+        state = api.status(transfer_id).state
+    return state.value
+
+
+def latency(deployment: LocalDeployment, repeats: int) -> list[float]:
+    out = []
+    with deployment.client() as api:
+        for i in range(repeats):
+            t0 = time.perf_counter()
+            view = api.request(synthetic(16, detector=False) | {"source_identifier": f"exp=bench:run={i}"},
+                               {"ranks": 2})
+            first = None
+            for _ in messages(view.url, timeout=60):
+                first = first or time.perf_counter()
+            out.append((first or time.perf_counter()) - t0)
+            wait_terminal(api, view.id)
+    return out
+
+
+def through_api(deployment: LocalDeployment, config: dict[str, Any]) -> tuple[float, float, int]:
+    """(launch -> last byte seconds, first -> last byte seconds, bytes) through LCLStream-API."""
+    with deployment.client() as api:
+        t0 = time.perf_counter()
+        view = api.request(config, {"ranks": 2, "max_bytes": 512 * 2**20})
+        first, nbytes = None, 0
+        for message in messages(view.url, timeout=120):
+            first = first or time.perf_counter()
+            nbytes += len(message)
+        t1 = time.perf_counter()
+        wait_terminal(api, view.id)
+    return t1 - t0, t1 - (first or t1), nbytes
+
+
+def direct(config: dict[str, Any], workdir: Path) -> tuple[float, float, int]:
+    """The same config pushed by 2 ranks straight into one listening consumer (no API, no buffer)."""
+    url = f"tcp://127.0.0.1:{free_port()}"
+    cfg = dict(config, data_handlers=[{"type": "NNGPushDataHandler", "url": url, "role": "client"}])
+    path = workdir / f"direct-{time.monotonic_ns()}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    ledger, nbytes, first = StreamLedger(), 0, None
+    with pynng.Pull0(listen=url, recv_timeout=120_000, recv_max_size=0) as sock:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([str(BIN / "mpiexec"), "-n", "2", str(BIN / "lclstreamer"), "-c", str(path)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            while len(ledger.expected) < 2:
+                msg = sock.recv_msg()
+                body = msg.bytes
+                if not body:  # a rank's transport end marker: hang up like a buffer does
+                    msg.pipe.close()
+                    continue
+                first = first or time.perf_counter()
+                nbytes += len(body)
+                env, _ = unpack(body)
+                ledger.record(env)
+                if env.kind is MessageKind.END and len(ledger.expected) == 2:
+                    break
+            t1 = time.perf_counter()
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+    if not ledger.complete():
+        raise RuntimeError(f"direct stream incomplete: {ledger.describe_gaps()}")
+    return t1 - t0, t1 - (first or t1), nbytes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="transfers for the latency figure")
+    parser.add_argument("--events", type=int, default=96, help="epix10k2M events for the throughput figure")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating direct/API rounds")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="transfer-bench-") as tmp, \
+            LocalDeployment(Path(tmp) / "deploy", "bench") as deployment:
+        lat = latency(deployment, args.repeats)
+        print(f"POST -> first batch over {len(lat)} transfers: p50 {statistics.median(lat):.2f} s, "
+              f"min {min(lat):.2f} s, max {max(lat):.2f} s (target p50 <= 1.5 s)")
+        config = synthetic(args.events, detector=True)
+        runs: dict[str, list[tuple[float, float, int]]] = {"direct": [], "api": []}
+        for _ in range(args.rounds):
+            runs["direct"].append(direct(config, Path(tmp)))
+            runs["api"].append(through_api(deployment, config))
+        best = {k: min(v, key=lambda r: r[0]) for k, v in runs.items()}
+        for name, (total, steady, nbytes) in best.items():
+            print(f"{name:>6}: {nbytes / 2**20:.0f} MiB, launch->last byte {total:.2f} s "
+                  f"({nbytes / total / 2**30:.3f} GiB/s), first->last byte {steady:.2f} s "
+                  f"({nbytes / max(steady, 1e-9) / 2**30:.3f} GiB/s)")
+        ratio_total = best["direct"][0] / best["api"][0]
+        ratio_steady = best["direct"][1] / max(best["api"][1], 1e-9)
+        print(f"throughput through the API / direct: {ratio_total:.2f}x launch->last byte, "
+              f"{ratio_steady:.2f}x first->last byte (target >= 0.8x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
