@@ -21,9 +21,9 @@ def resolve(alias_or_url: str, config_dir: str | Path | None = None) -> tuple[st
     parts = urlsplit(alias_or_url)
     if parts.scheme != "https" or not parts.hostname:
         raise CertifiedError(f"URL {alias_or_url!r} must be https://HOST[:PORT][/path]")
-    origin = f"{parts.scheme}://{parts.netloc}"
     for alias, entry in services(config_dir).items():
-        if entry.url.rstrip("/").startswith(origin):
+        known = urlsplit(entry.url)
+        if (known.scheme, known.hostname, known.port) == (parts.scheme, parts.hostname, parts.port):
             return alias_or_url, alias
     return alias_or_url, None
 
