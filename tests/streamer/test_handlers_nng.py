@@ -22,6 +22,7 @@ from tests.fixtures.pki import make_pki
 # marker came (or a deadline passed), decodes every payload, and prints a JSON report.
 RECEIVER = textwrap.dedent("""
     import json, sys, time
+    import numpy
     import pynng
     from streamer.envelope import StreamLedger, MessageKind, unpack
     from streamer.serializers import decode_payload
@@ -45,7 +46,9 @@ RECEIVER = textwrap.dedent("""
         ledger.record(env)
         if env.kind is MessageKind.DATA:
             for fields in decode_payload(payload, env.fmt):
-                pulse_ids.extend(int(p) for p in fields["pulse_id"])
+                ids = fields.get("pulse_id", fields.get("frame"))  # SIMPLON images carry frame numbers
+                if ids is not None:
+                    pulse_ids.extend(int(p) for p in numpy.atleast_1d(ids))
     sock.close()
     print(json.dumps({"complete": ledger.complete(), "gaps": ledger.describe_gaps(), "messages": ledger.messages,
                       "pulse_ids": sorted(pulse_ids)}), flush=True)
