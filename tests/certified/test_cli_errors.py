@@ -48,3 +48,19 @@ def test_bad_input_exits_2_with_one_line(cfg: Path, argv: list[str], expected: s
 def test_missing_identity_is_explained(tmp_path: Path) -> None:
     done = cli("list", env=dict(os.environ, CERTIFIED_CONFIG=str(tmp_path / "none")))
     assert done.returncode == 2 and "run `certified init NAME` first" in done.stderr
+
+
+SIGNER_CASES = [
+    (["request", "--socket", "/nonexistent/signer.sock"], "cannot talk to the signer"),
+    (["serve", "--socket", "/tmp/x.sock", "--config", "/nonexistent/cfg"], "run `certified init NAME` first"),
+    (["serve"], "the following arguments are required: --socket"),
+]
+
+
+@pytest.mark.parametrize(("argv", "expected"), SIGNER_CASES, ids=[" ".join(c[0][:1]) + str(i)
+                                                                   for i, c in enumerate(SIGNER_CASES)])
+def test_signer_bad_input_exits_2(cfg: Path, argv: list[str], expected: str) -> None:
+    done = cli(*argv, prog="certified-signer", env=dict(os.environ, CERTIFIED_CONFIG=str(cfg)))
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert expected in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
