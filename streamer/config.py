@@ -109,20 +109,57 @@ class StreamerConfig(BaseModel):
         min_length=1, description="every handler receives the same bytes")
 
     @model_validator(mode="after")
-    def _data_sources_fit_event_source(self) -> StreamerConfig:
+    def _sections_fit_together(self) -> StreamerConfig:
+        errors = self._data_source_errors() + self._data_name_errors()
+        if errors:
+            raise SectionErrors(errors)
+        return self
+
+    def _data_source_errors(self) -> list[tuple[str, str]]:
         supported = getattr(type(self.event_source), "supported_data_sources", None)
         if supported is None:
-            return self
-        errors = [
+            return []
+        return [
             (f"data_sources.{name}.type",
              f"{spec.type} cannot be read by {self.event_source.type}; "  # type: ignore[attr-defined]
              f"it reads: {', '.join(sorted(supported))}")
             for name, spec in self.data_sources.items()
             if spec.type not in supported  # type: ignore[attr-defined]
         ]
-        if errors:
-            raise SectionErrors(errors)
-        return self
+
+    def _data_name_errors(self) -> list[tuple[str, str]]:
+        """Names a step or the serializer uses must exist at that point of the chain.
+
+        Steps tell what they produce with ``output_names(names)``; after a step that does not (a plugin),
+        names can no longer be checked.
+        """
+        errors: list[tuple[str, str]] = []
+        names: set[str] | None = set(self.data_sources)
+        sections = [(f"processing_pipeline[{i}]", step) for i, step in enumerate(self.processing_pipeline)]
+        for path, section in [*sections, ("data_serializer", self.data_serializer)]:
+            if names is None:
+                break
+            for relative, name in referenced_names(section):
+                if name not in names:
+                    errors.append((f"{path}.{relative}", f"no data named {name!r} here; available: "
+                                                         f"{', '.join(sorted(names))}"))
+            output_names = getattr(section, "output_names", None)
+            names = output_names(set(names)) if callable(output_names) else None
+        return errors
+
+
+def referenced_names(section: Any) -> list[tuple[str, str]]:
+    """(path relative to the section, data name) of every data name a step or serializer config uses.
+
+    A config can say so itself with ``referenced_names()``; otherwise the keys of a ``fields`` mapping are used.
+    """
+    method = getattr(section, "referenced_names", None)
+    if callable(method):
+        return list(method())
+    fields = getattr(section, "fields", None)
+    if isinstance(fields, Mapping):
+        return [(f"fields.{name}", name) for name in fields]
+    return []
 
 
 def config_schema() -> dict[str, Any]:

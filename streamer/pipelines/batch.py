@@ -18,6 +18,9 @@ class BatchProcessingPipelineConfig(ComponentConfig):
     type: Literal["BatchProcessingPipeline"]
     batch_size: int = Field(ge=1, le=1 << 16)
 
+    def output_names(self, names: set[str]) -> set[str]:
+        return names
+
 
 class BatchProcessingPipeline(ProcessingStep):
     config: BatchProcessingPipelineConfig

@@ -23,6 +23,12 @@ class PeaknetPreprocessingPipelineConfig(ComponentConfig):
     pad_value: float = 0.0
     dtype: Literal["keep", "float32", "float16"] = "keep"
 
+    def referenced_names(self) -> list[tuple[str, str]]:
+        return [(f"fields[{i}]", name) for i, name in enumerate(self.fields)]
+
+    def output_names(self, names: set[str]) -> set[str]:
+        return names
+
 
 def centre_slices(size: int, target: int) -> tuple[slice, slice]:
     """(source, destination) slices that centre-crop (size > target) or centre-pad (size < target)."""

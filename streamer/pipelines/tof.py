@@ -17,6 +17,7 @@ from streamer.pipelines.itemwise import ItemwiseStep
 from streamer.registry import Component, register
 
 log = logging.getLogger(__name__)
+OUTPUT_SUFFIXES = ("times", "channels", "amplitudes", "hits")
 
 
 class TimeOfFlightWindowingConfig(ComponentConfig):
@@ -28,6 +29,12 @@ class TimeOfFlightWindowingConfig(ComponentConfig):
     baseline: float = 0.0
     half_window: int = Field(8, ge=0, description="samples kept each side of a sample over threshold")
     output_field: str | None = Field(None, description="write the result here instead of replacing `field`")
+
+    def referenced_names(self) -> list[tuple[str, str]]:
+        return [("field", self.field)]
+
+    def output_names(self, names: set[str]) -> set[str]:
+        return names | {self.output_field or self.field}
 
 
 def window_mask(over: np.ndarray, half_window: int) -> np.ndarray:
@@ -69,6 +76,14 @@ class TimeOfFlightPeakFinderConfig(ComponentConfig):
     max_hits: int = Field(256, ge=1, le=1 << 20, description="hits kept per event; more are counted, not kept")
     output_prefix: str | None = Field(None, description="prefix of the output names (default: `field`)")
     keep_waveform: bool = Field(False, description="keep the waveform field after finding peaks")
+
+    def referenced_names(self) -> list[tuple[str, str]]:
+        return [("field", self.field)]
+
+    def output_names(self, names: set[str]) -> set[str]:
+        prefix = self.output_prefix or self.field
+        kept = names if self.keep_waveform else names - {self.field}
+        return kept | {f"{prefix}_{suffix}" for suffix in OUTPUT_SUFFIXES}
 
 
 def find_peaks(wave: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

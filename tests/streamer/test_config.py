@@ -126,3 +126,21 @@ def test_json_round_trip_and_schema(tmp_path: Path) -> None:
                                        "data_handlers"}
     assert schema["additionalProperties"] is False
     assert "SyntheticAreaDetectorConfig" in schema["$defs"]
+
+
+def test_data_names_must_exist_where_they_are_used(tmp_path: Path) -> None:
+    config = base_config(tmp_path)
+    config["data_sources"]["tof"] = {"type": "SyntheticWaveformDigitizer", "channels": 2, "samples": 64}
+    config["processing_pipeline"] = [
+        {"type": "TimeOfFlightWindowing", "field": "tfo", "threshold": 10},
+        {"type": "TimeOfFlightPeakFinder", "field": "tof", "threshold": 10, "output_prefix": "e"},
+        {"type": "BatchProcessingPipeline", "batch_size": 2},
+    ]
+    config["data_serializer"]["fields"] = {"e_times": "/t", "e_hits": "/n", "tof": "/w", "pulse_id": "/p"}
+    errors = errors_of(config)
+    assert errors["processing_pipeline[0].field"].startswith("no data named 'tfo' here; available: pulse_id, tof")
+    assert "no data named 'tof'" in errors["data_serializer.fields.tof"], "the peak finder dropped the waveform"
+    assert len(errors) == 2
+    config["processing_pipeline"][0]["field"] = "tof"
+    del config["data_serializer"]["fields"]["tof"]
+    assert load_config(config).data_serializer.fields["e_times"] == "/t"
