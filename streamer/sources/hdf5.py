@@ -6,6 +6,7 @@ order given (glob patterns expand in sorted order). Data are read a chunk of eve
 
 from __future__ import annotations
 
+import bisect
 import glob
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,7 +103,7 @@ class HDF5EventSource(EventSource):
         return self.total
 
     def _locate(self, index: int) -> tuple[int, int]:
-        file_no = max(i for i, start in enumerate(self.starts) if start <= index)
+        file_no = bisect.bisect_right(self.starts, index) - 1  # the last file starting at or before index
         return file_no, index - self.starts[file_no]
 
     def events(self, indices: range) -> Iterator[Event]:
