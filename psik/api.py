@@ -24,6 +24,7 @@ from psik.paths import PathEscape, confine
 
 log = logging.getLogger("psik.api")
 HIDDEN_FILES = frozenset({"spec.json", "meta.json"})
+MAX_FILE_BYTES = 16 * 2**20
 
 Who = Annotated[Caller, Depends(caller)]
 
@@ -128,6 +129,8 @@ def create_app(config: PsikConfig) -> FastAPI:
             raise HTTPException(status_code=400, detail=f"path: {path!r} is private to psik")
         if not target.is_file():
             raise HTTPException(status_code=404, detail=f"path: no file {path!r} in job {jobid}")
+        if target.stat().st_size > MAX_FILE_BYTES:
+            raise HTTPException(status_code=413, detail=f"path: {path!r} is larger than {MAX_FILE_BYTES} bytes")
         return target.read_text(errors="replace")
 
     return app

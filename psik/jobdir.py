@@ -67,7 +67,7 @@ class JobDir:
         (path / "log").mkdir(mode=0o700)
         (path / "work").mkdir(mode=0o700)
         try:
-            job.workdir(spec)
+            job.workdir(spec).mkdir(parents=True, exist_ok=True, mode=0o700)
         except PathEscape:
             _remove_tree(path)
             raise

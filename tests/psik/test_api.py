@@ -45,25 +45,29 @@ def listening_url(log: Path, proc: subprocess.Popen[bytes]) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+def api(tmp_path_factory: pytest.TempPathFactory, slurm_cluster) -> Iterator[Api]:
     root = tmp_path_factory.mktemp("psikapi")
     pki = make_pki(root, server="psik", users=("alice", "bob", "boss"))
     prefix = root / "jobs"
     cfg = root / "psik.yaml"
     cfg.write_text(json.dumps({"prefix": str(prefix), "admins": ["boss"], "poll_interval": 1.0,
                                "backends": {"default": {"type": "local"},
-                                            "private": {"type": "local", "users": ["alice"]}}}))
+                                            "private": {"type": "local", "users": ["alice"]},
+                                            "hpc": {"type": "slurm", "queue_name": slurm_cluster.partition}}}))
     log = root / "psik-api.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "psik.api_cli", "--config", str(cfg), "--listen",
                                  "https://127.0.0.1:0", "--certified-config", str(pki.server_dir)],
-                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+                                env=slurm_cluster.env)
     try:
         url = wait_for(lambda: listening_url(log, proc), timeout=60, what="psik-api to listen")
         pki.add_service_alias("psik", url)
         yield Api(url=url, pki=pki, prefix=prefix)
     finally:
-        cancel_unfinished(load_config(cfg))
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("SLURM_CONF", slurm_cluster.env["SLURM_CONF"])
+            cancel_unfinished(load_config(cfg))
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=15)
@@ -114,8 +118,8 @@ def test_cancel_over_api(api: Api) -> None:
 
 def test_backend_permissions(api: Api) -> None:
     with api.client("alice") as alice, api.client("bob") as bob:
-        assert [b.name for b in alice.backends()] == ["default", "private"]
-        assert [b.name for b in bob.backends()] == ["default"]
+        assert [b.name for b in alice.backends()] == ["default", "private", "hpc"]
+        assert [b.name for b in bob.backends()] == ["default", "hpc"]
         with pytest.raises(PsikAPIError) as err:
             bob.submit({"script": "true", "backend": "private"})
         assert err.value.status == 403
@@ -168,3 +172,16 @@ def test_signed_callbacks_and_secret_never_returned(api: Api) -> None:
         wait_for(lambda: receiver.states(rec.jobid) == [(1, "new"), (1, "queued"), (1, "active"), (1, "completed")],
                  timeout=60, what="4 signed callbacks from the API's job")
         assert receiver.rejected == []
+
+
+def test_slurm_job_killed_outside_is_reported_by_the_server(api: Api, slurm_cluster) -> None:
+    """Nobody asks about the job: the server's own reconciliation notices and posts the callback."""
+    with api.client("alice") as alice, callback_receiver("k") as receiver:
+        rec = alice.submit({"script": "sleep 600", "backend": "hpc", "callback": receiver.url, "cb_secret": "k"})
+        wait_for(lambda: (1, "active") in receiver.states(rec.jobid), timeout=120, what="active callback")
+        native = (api.prefix / rec.jobid / "native.1").read_text().strip()
+        slurm_cluster.run("scancel", native)
+        wait_for(lambda: (1, "canceled") in receiver.states(rec.jobid), timeout=60,
+                 what="canceled callback from the server's reconciliation")
+        done = alice.get(rec.jobid)
+        assert done.state is JobState.CANCELED and "outside psik" in done.info

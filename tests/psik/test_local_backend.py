@@ -128,3 +128,11 @@ def test_unreachable_callback_does_not_change_outcome(local_config: PsikConfig) 
     # the receiver is closed now: every callback fails after its retries, the job still completes
     rec = psik.submit(JobSpec(script="true", callback=url, cb_secret=SECRET))
     assert finished(psik, rec.jobid).state is JobState.COMPLETED
+
+
+def test_directory_inside_job_folder_is_created(local_config: PsikConfig) -> None:
+    psik = LocalPsik(local_config)
+    rec = finished(psik, psik.submit(JobSpec(script="pwd", directory="out/sub")).jobid)
+    job = JobDir.find(local_config.prefix, rec.jobid)
+    assert rec.state is JobState.COMPLETED
+    assert psik.logs(rec.jobid) == f"{(job.path / 'out' / 'sub').resolve()}\n"
