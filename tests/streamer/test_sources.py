@@ -83,6 +83,7 @@ def write_run_file(path: Path, start: int, count: int) -> None:
 
 def test_hdf5_source_replays_events_across_files(tmp_path: Path) -> None:
     write_run_file(tmp_path / "run_a.h5", 0, 7)
+    write_run_file(tmp_path / "run_a2.h5", 7, 0)  # an empty file in the middle is skipped over
     write_run_file(tmp_path / "run_b.h5", 7, 5)
     source_cfg = {"type": "HDF5EventSource", "files": [str(tmp_path / "run_*.h5")], "read_chunk": 3}
     data = {"frame": {"type": "HDF5Dataset", "dataset": "/entry/data"},
