@@ -86,10 +86,15 @@ class RankStream:
         self.bytes = 0
 
     def send(self, messages: list[Message], event_count: int) -> int:
+        """Hand messages to every handler. Events are counted once: one per message for per-event
+        serializers, else the whole batch on its first message."""
         sent = 0
-        fmt = self.chain.serializer.payload_format
-        for message in messages:
-            info = MessageInfo(self.context.rank, self.context.nranks, self.seq, event_count, fmt=fmt)
+        serializer = self.chain.serializer
+        fmt = serializer.payload_format
+        per_event = getattr(serializer, "one_message_per_event", False) and event_count > 0
+        for number, message in enumerate(messages):
+            count = 1 if per_event else (event_count if number == 0 else 0)
+            info = MessageInfo(self.context.rank, self.context.nranks, self.seq, count, fmt=fmt)
             for handler in self.chain.handlers:
                 handler.handle(message, info)
             self.seq += 1
@@ -168,7 +173,7 @@ def run_streamer(config: StreamerConfig, *, num_events: int | None = None, comm:
                  indices.start, indices.stop - 1, total)
         setup_together(context, chain.open_handlers)
         try:
-            figures = _stream(chain, indices, progress)
+            figures = stream_rank(chain, indices, progress)
         except BaseException:
             if comm is not None and nranks > 1:
                 log.exception("rank %d failed while streaming; aborting the MPI job", rank)
@@ -182,7 +187,8 @@ def run_streamer(config: StreamerConfig, *, num_events: int | None = None, comm:
     return RunSummary.combine(config.source_identifier, gathered)
 
 
-def _stream(chain: Chain, indices: range, show_progress: bool | None) -> RankSummary:
+def stream_rank(chain: Chain, indices: range, show_progress: bool | None) -> RankSummary:
+    """This rank's stream on opened handlers: header (rank 0), batches, flush, barrier, footer, close."""
     context = chain.context
     stream = RankStream(chain)
     if context.rank == 0:

@@ -11,8 +11,10 @@ import h5py
 import numpy as np
 import pytest
 
-from streamer.base import RunContext
+from streamer.base import DataHandler, MessageInfo, RunContext
+from streamer.config import load_config
 from streamer.mpi import launched_by_mpiexec, split_events
+from streamer.runner import Chain, stream_rank
 from streamer.sources.synthetic_detectors import SyntheticAreaDetector, SyntheticAreaDetectorConfig
 from tests.streamer.conftest import VENV_BIN, cli_env
 
@@ -106,7 +108,8 @@ def test_hdf5_replay_under_mpiexec_and_num_events(tmp_path: Path, lclstreamer, w
 
 SETUP_SCRIPT = """
 import sys
-from streamer.base import RunContext
+from streamer.base import DataHandler, MessageInfo, RunContext
+from streamer.config import load_config
 from streamer.mpi import rank_and_size, world_communicator
 from streamer.runner import SetupError, setup_together
 
@@ -139,3 +142,50 @@ def test_a_setup_failure_on_one_rank_stops_every_rank(tmp_path: Path) -> None:
     lines = sorted(line for line in result.stdout.splitlines() if line.startswith("rank "))
     assert lines == ["rank 0 SetupError: rank 1 could not start: No such file or directory: /data/only-on-rank-1.h5",
                      "rank 1 own error: /data/only-on-rank-1.h5"]
+
+
+class RecordingHandler(DataHandler):
+    """A data handler that keeps every MessageInfo it is given (the runner's accounting, seen from a handler)."""
+
+    def __init__(self, config, context) -> None:
+        super().__init__(config, context)
+        self.infos: list[MessageInfo] = []
+        self.calls: list[str] = []
+
+    def open(self) -> None:
+        self.calls.append("open")
+
+    def handle(self, message, info: MessageInfo) -> None:
+        self.infos.append(info)
+
+    def flush(self) -> None:
+        self.calls.append("flush")
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+
+@pytest.mark.parametrize(("serializer", "per_message"), [
+    ({"type": "HDF5Serializer", "fields": {"pulse_id": "/pid"}}, [3, 3, 1]),
+    ({"type": "MsgpackSerializer"}, [1] * 7),
+])
+def test_message_accounting_per_rank(tmp_path: Path, serializer: dict, per_message: list[int]) -> None:
+    config = load_config({
+        "source_identifier": "exp=acc:run=1",
+        "event_source": {"type": "SyntheticEventSource", "number_of_events": 7},
+        "data_sources": {"pulse_id": {"type": "SyntheticScalar", "kind": "pulse_id"}},
+        "processing_pipeline": [{"type": "BatchProcessingPipeline", "batch_size": 3}],
+        "data_serializer": serializer,
+        "data_handlers": [{"type": "BinaryFileWritingDataHandler", "write_directory": str(tmp_path)}],
+    })
+    chain = Chain(config, RunContext("exp=acc:run=1"))
+    handler = RecordingHandler(config.data_handlers[0], chain.context)
+    chain.handlers = [handler]
+    chain.open_handlers()
+    summary = stream_rank(chain, range(7), False)
+    assert [info.seq for info in handler.infos] == list(range(len(handler.infos)))
+    data = [info.event_count for info in handler.infos if info.event_count]
+    assert data == per_message
+    assert {(info.rank, info.nranks) for info in handler.infos} == {(0, 1)}
+    assert handler.calls == ["open", "flush", "flush", "close"]
+    assert summary.events == 7 and summary.messages == len(handler.infos)
