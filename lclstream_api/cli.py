@@ -20,6 +20,7 @@ from typing import NoReturn
 import httpx
 from pydantic import ValidationError
 
+from buffer.config import check_nng_url
 from lclstream_api.client import TransferAPIError, TransferClient, load_request_config
 from lclstream_api.models import TransferOptions, TransferView
 from lclstream_api.receive import Receiver, pull
@@ -150,6 +151,12 @@ def _report(receiver: Receiver, shared: bool) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "pull":
+        try:
+            check_nng_url(args.url)
+        except ValueError as exc:
+            raise UsageError(f"URL {args.url!r}: {exc}") from None
+        if args.url.startswith("tls+tcp://") and not args.cert:
+            raise UsageError(f"{args.url} is a TLS stream: give --cert, --key and --ca")
         receiver = pull(args.url, args.out, idle_timeout=args.wait, tls=_tls(args))
         return _report(receiver, args.shared)
     if args.command in ("request", "get"):

@@ -120,7 +120,7 @@ class Receiver:
             self.ended = True
         except StreamTimeout as exc:
             self.timed_out = True
-            log.warning("%s", exc)
+            log.info("%s", exc)
         finally:
             if self.progress is not None:
                 self.progress.close()

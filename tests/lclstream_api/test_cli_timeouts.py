@@ -1,0 +1,45 @@
+"""The lclstream CLI against a real service, and the timeouts that fail a transfer."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from tests.lclstream_api.harness import VENV_BIN, Service, env_with_venv, synthetic_config, wait_for
+
+
+def _lclstream(service: Service, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(VENV_BIN / "lclstream"), *args], capture_output=True, text=True, timeout=timeout,
+                          env=env_with_venv({"CERTIFIED_CONFIG": str(service.pki.user_dir("alice"))}))
+
+
+def test_get_requests_pulls_and_reports(service: Service, tmp_path: Path) -> None:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(synthetic_config(events=16, batch=4)))
+    got = _lclstream(service, "get", str(cfg), "--server", "lclstream", "--ranks", "2", "--out",
+                     str(tmp_path / "out"), "--wait", "60")
+    assert got.returncode == 0, got.stderr
+    transfer_id, url = got.stdout.split()[:2]
+    assert url.startswith("tcp://127.0.0.1:")
+    assert "complete: every producer's sequence received" in got.stderr
+    assert len(list((tmp_path / "out").glob("r000[01]-s0000000[01].h5"))) == 4
+    wait_for(lambda: json.loads(_lclstream(service, "status", transfer_id).stdout)["state"] == "completed",
+             60, interval=1, what="completed")
+    listed = _lclstream(service, "list")
+    assert listed.returncode == 0 and transfer_id in listed.stdout and "completed" in listed.stdout
+    missing = _lclstream(service, "status", "nosuchtransfer")
+    assert missing.returncode == 1 and "404" in missing.stderr and "Traceback" not in missing.stderr
+    bad = _lclstream(service, "request", str(cfg), "--ranks", "0")
+    assert bad.returncode == 2 and "--ranks" in bad.stderr
+
+
+def test_no_consumer_within_the_idle_timeout_fails_the_transfer(service: Service) -> None:
+    with service.client("alice") as api:
+        view = api.request(synthetic_config(), {"ranks": 1, "idle_timeout": 3})
+        final = wait_for(lambda: (v := api.status(view.id)).state.terminal and v, 90, what="terminal state")
+        assert final.state.value == "failed" and final.reason == "no consumer connected within 3 s"
+        wait_for(lambda: api.status(view.id).jobs["buffer"].state in ("canceled", "completed", "failed"), 30,
+                 what="buffer stopped")
