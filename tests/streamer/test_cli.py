@@ -189,3 +189,11 @@ def test_synthetic_examples_run(lclstreamer, tmp_path: Path, example: Path) -> N
     assert result.returncode == 0, result.stderr
     assert "5 events" in result.stdout
     assert list(tmp_path.glob("*/*.h5")), "the example wrote its files under the working directory"
+
+
+def test_demo_module(tmp_path: Path) -> None:
+    result = subprocess.run([str(VENV_BIN / "python"), "-m", "streamer.demo"], cwd=tmp_path, env=cli_env(),
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "64 events, every event exactly once" in result.stdout
+    assert len(list((tmp_path / "demo-output").glob("demo_r000[01]_*.h5"))) == 8
