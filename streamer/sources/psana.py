@@ -104,8 +104,11 @@ class Psana1EventSource(_PsanaEventSource):
 
     @staticmethod
     def _read(det: Any, mode: str, evt: Any) -> Any:
-        if mode == "value":
-            return det(evt) if callable(det) else det.value(evt)
+        if mode == "value":  # EPICS PVs: psana1's epics detectors are called without the event
+            try:
+                return det(evt)
+            except TypeError:
+                return det()
         return getattr(det, mode)(evt)
 
 
