@@ -29,9 +29,12 @@ class Output(Protocol):
 
     def end(self, deadline: float, stopped: threading.Event) -> int: ...
 
+    def reconcile(self) -> None: ...
+
     def close(self) -> None: ...
 
 TICK = 0.1  # seconds between lifecycle checks in the controlling thread
+RECONCILE_INTERVAL = 1.0  # seconds between checks that counted connections still exist
 
 
 class Buffer:
@@ -112,6 +115,7 @@ class Buffer:
         self._sender.start()
         started = time.monotonic()
         next_report = started + cfg.report_interval
+        next_reconcile = started + RECONCILE_INTERVAL
         try:
             while not self.finished.wait(TICK):
                 now = time.monotonic()
@@ -120,6 +124,10 @@ class Buffer:
                     self._stop(BufferState.FAILED, f"no producer connected within {cfg.idle_timeout:g} seconds")
                 if board.state is BufferState.DRAINING and not cfg.recv_dial:
                     self.input.stop_listening()
+                if now >= next_reconcile:
+                    next_reconcile = now + RECONCILE_INTERVAL
+                    self.input.reconcile()
+                    self.output.reconcile()
                 if now >= next_report:
                     next_report = now + cfg.report_interval
                     board.update_rates()

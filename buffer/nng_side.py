@@ -47,6 +47,44 @@ def _attach(sock: pynng.Socket, url: str, *, dial: bool, role: str) -> None:
         raise EndpointError(f"cannot {verb} {role} URL {url}: {exc}") from None
 
 
+class PipeLedger:
+    """Which pipes are counted as connected, robust to nng reporting a removal before the addition.
+
+    A pipe that closes while it is being added can have its remove event delivered first; such a
+    pipe must not be counted when its late add event arrives.
+    """
+
+    def __init__(self) -> None:
+        self._live: dict[int, pynng.Pipe] = {}
+        self._gone: set[int] = set()
+
+    def add(self, pipe: pynng.Pipe) -> bool:
+        if pipe.id in self._gone:
+            self._gone.discard(pipe.id)
+            return False
+        self._live[pipe.id] = pipe
+        return True
+
+    def remove(self, pipe: pynng.Pipe) -> bool:
+        if self._live.pop(pipe.id, None) is not None:
+            return True
+        self._gone.add(pipe.id)
+        return False
+
+    def vanished(self) -> list[pynng.Pipe]:
+        """Counted pipes nng no longer knows (their remove event was lost); they are uncounted here."""
+        lost = []
+        for pipe in list(self._live.values()):
+            try:
+                pipe.remote_address  # noqa: B018 - the lookup itself is the liveness check
+            except pynng.NoEntry:
+                lost.append(pipe)
+                self._live.pop(pipe.id, None)
+            except pynng.NNGException:
+                pass  # transports without a remote address (inproc) cannot be checked
+        return lost
+
+
 def _tls(cfg: BufferConfig, url: str, *, dial: bool) -> pynng.TLSConfig | None:
     if cfg.tls is None or not url.startswith("tls+tcp://"):
         return None
@@ -60,7 +98,7 @@ class NngInput:
         self.cfg = cfg
         self.board = board
         self.fifo = fifo
-        self._counted: set[int] = set()
+        self._pipes = PipeLedger()
         self._listening_stopped = False
         self.sock = pynng.Pull0(recv_max_size=cfg.max_message_size, recv_timeout=RECV_POLL_MS)
         tls = _tls(cfg, cfg.recv, dial=cfg.recv_dial)
@@ -86,20 +124,29 @@ class NngInput:
 
     def _connected(self, pipe: pynng.Pipe) -> None:
         with self.board.lock:
-            self._counted.add(pipe.id)
+            if not self._pipes.add(pipe):
+                return
             self.board.producers_connected += 1
             self.board.producers_total += 1
             self.board.transition(BufferState.STREAMING, only_from=(BufferState.WAITING,))
 
     def _removed(self, pipe: pynng.Pipe) -> None:
         with self.board.lock:
-            if pipe.id not in self._counted:
-                return
-            self._counted.discard(pipe.id)
-            self.board.producers_connected -= 1
-            if self.board.producers_connected == 0 and self.board.producers_total >= self.cfg.producers:
-                self.board.transition(BufferState.DRAINING, f"all {self.board.producers_total} producers finished",
-                                      only_from=(BufferState.STREAMING,))
+            if self._pipes.remove(pipe):
+                self._producer_gone()
+
+    def _producer_gone(self) -> None:
+        self.board.producers_connected -= 1
+        if self.board.producers_connected == 0 and self.board.producers_total >= self.cfg.producers:
+            self.board.transition(BufferState.DRAINING, f"all {self.board.producers_total} producers finished",
+                                  only_from=(BufferState.STREAMING,))
+
+    def reconcile(self) -> None:
+        """Uncount producer connections that closed without nng reporting it (called periodically)."""
+        with self.board.lock:
+            for _pipe in self._pipes.vanished():
+                log.warning("a producer connection closed unreported; uncounting it")
+                self._producer_gone()
 
     def _producer_ended(self, pipe: pynng.Pipe | None) -> None:
         """A producer sent its end marker: close its connection (a dialled upstream: stop redialling)."""
@@ -161,7 +208,7 @@ class NngOutput:
     def __init__(self, cfg: BufferConfig, board: StatusBoard) -> None:
         assert cfg.send is not None
         self.board = board
-        self._counted: set[int] = set()
+        self._pipes = PipeLedger()
         self.sock = pynng.Push0()
         tls = _tls(cfg, cfg.send, dial=cfg.send_dial)
         if tls is not None:
@@ -176,18 +223,25 @@ class NngOutput:
 
     def _connected(self, pipe: pynng.Pipe) -> None:
         with self.board.lock:
-            self._counted.add(pipe.id)
+            if not self._pipes.add(pipe):
+                return
             self.board.consumers_connected += 1
             self.board.consumers_total += 1
         log.info("consumer connected (%d now)", self.board.consumers_connected)
 
     def _removed(self, pipe: pynng.Pipe) -> None:
         with self.board.lock:
-            if pipe.id not in self._counted:
+            if not self._pipes.remove(pipe):
                 return
-            self._counted.discard(pipe.id)
             self.board.consumers_connected -= 1
         log.info("consumer disconnected (%d now)", self.board.consumers_connected)
+
+    def reconcile(self) -> None:
+        """Uncount consumer connections that closed without nng reporting it (called periodically)."""
+        with self.board.lock:
+            for _pipe in self._pipes.vanished():
+                log.warning("a consumer connection closed unreported; uncounting it")
+                self.board.consumers_connected -= 1
 
     def send(self, msg: pynng.Message) -> None:
         """Hand one message to nng (blocks until a consumer is ready for it)."""

@@ -40,14 +40,14 @@ class ZmqOutput:
             self._monitor.close(0)
             self.ctx.term()
             raise EndpointError(f"cannot bind --send-zmq URL {cfg.send_zmq}: {exc}") from None
-        self._stopped = threading.Event()
+        self._closing = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="zmq-monitor", daemon=True)
         self._watcher.start()
 
     def _watch(self) -> None:
         poller = zmq.Poller()
         poller.register(self._monitor, zmq.POLLIN)
-        while not self._stopped.is_set():
+        while not self._closing.is_set():
             if not poller.poll(SEND_POLL_MS):
                 continue
             event = recv_monitor_message(self._monitor)["event"]
@@ -83,8 +83,11 @@ class ZmqOutput:
         self.sock.setsockopt(zmq.LINGER, max(int((deadline - time.monotonic()) * 1000), 0))
         return 0
 
+    def reconcile(self) -> None:
+        """Nothing to do: the socket monitor reports every connection and disconnection."""
+
     def close(self) -> None:
-        self._stopped.set()
+        self._closing.set()
         self._watcher.join(2 * SEND_POLL_MS / 1000 + 1)
         self.sock.disable_monitor()
         self._monitor.close(0)
