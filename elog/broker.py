@@ -261,7 +261,8 @@ logger.kafka.level = INFO
 """
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec (Linux only)
+def die_with_parent() -> None:
+    """``preexec_fn`` for service subprocesses: the child gets SIGTERM when its parent dies (Linux)."""
     try:
         import ctypes
 
@@ -370,7 +371,7 @@ class KafkaBroker:
         with open(work / "logs" / "stdout.log", "wb") as out:
             self.proc = subprocess.Popen(self._java_cmd(libs, "kafka.Kafka", str(props)), stdout=out,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True, preexec_fn=_die_with_parent)
+                                         start_new_session=True, preexec_fn=die_with_parent)
         log.info("Kafka %s starting: pid %d, bootstrap %s, controller %s, log %s",
                  s.kafka_version, self.proc.pid, self.bootstrap, self.controller, self.log_path)
 
@@ -457,6 +458,10 @@ def _settings_from_args(args: argparse.Namespace) -> KafkaBrokerSettings:
         raise  # unreachable: error() exits 2
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
@@ -467,17 +472,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fetch":
             print(fetch_kafka(settings))
             return 0
-        with KafkaBroker(settings) as broker:
-            stop = threading.Event()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: stop.set())
-            print(broker.bootstrap, flush=True)
-            while not stop.wait(1.0):
-                if broker.proc is None or broker.proc.poll() is not None:
-                    log.error("Kafka exited unexpectedly; log ends with:\n%s", broker._log_tail())
-                    return 1
-            log.info("stopping Kafka on %s", broker.bootstrap)
-        return 0
+        signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM cleans up exactly like Ctrl-C
+        try:
+            with KafkaBroker(settings) as broker:
+                print(broker.bootstrap, flush=True)
+                while broker.proc is not None and broker.proc.poll() is None:
+                    time.sleep(1.0)
+                log.error("Kafka exited unexpectedly; log ends with:\n%s", broker._log_tail())
+                return 1
+        except KeyboardInterrupt:
+            log.info("stopped on signal")
+            return 0
     except BrokerError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
