@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         rec = mgr.submit(load_spec(args.spec))
         print(rec.jobid)
     elif cmd == "ls":
+        mgr.reconcile()  # runs that died without reporting show how they ended
         jobs = mgr.list(state=JobState(args.state) if args.state else None, limit=10**9).jobs
         if args.json:
             print(json.dumps([j.model_dump(mode="json") for j in jobs], indent=1))

@@ -19,6 +19,7 @@ from psik.client import PsikAPIError, PsikClient
 from psik.config import load_config
 from psik.models import JobState
 from tests.fixtures.pki import Pki, make_pki
+from tests.fixtures.slurm import SlurmCluster
 from tests.psik.helpers import callback_receiver, cancel_unfinished, wait_for
 
 
@@ -45,7 +46,7 @@ def listening_url(log: Path, proc: subprocess.Popen[bytes]) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory, slurm_cluster) -> Iterator[Api]:
+def api(tmp_path_factory: pytest.TempPathFactory, slurm_cluster: SlurmCluster) -> Iterator[Api]:
     root = tmp_path_factory.mktemp("psikapi")
     pki = make_pki(root, server="psik", users=("alice", "bob", "boss"))
     prefix = root / "jobs"
@@ -174,7 +175,7 @@ def test_signed_callbacks_and_secret_never_returned(api: Api) -> None:
         assert receiver.rejected == []
 
 
-def test_slurm_job_killed_outside_is_reported_by_the_server(api: Api, slurm_cluster) -> None:
+def test_slurm_job_killed_outside_is_reported_by_the_server(api: Api, slurm_cluster: SlurmCluster) -> None:
     """Nobody asks about the job: the server's own reconciliation notices and posts the callback."""
     with api.client("alice") as alice, callback_receiver("k") as receiver:
         rec = alice.submit({"script": "sleep 600", "backend": "hpc", "callback": receiver.url, "cb_secret": "k"})

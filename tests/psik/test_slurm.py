@@ -12,11 +12,12 @@ from psik.backends.slurm import SlurmJobState, format_time, outcome, sbatch_dire
 from psik.client import LocalPsik
 from psik.jobdir import JobDir
 from psik.models import BackendConfig, JobRecord, JobSpec, JobState, PsikConfig
+from tests.fixtures.slurm import SlurmCluster
 from tests.psik.helpers import cancel_unfinished, wait_for
 
 
 @pytest.fixture(scope="module")
-def slurm_psik(slurm_cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPsik]:
+def slurm_psik(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPsik]:
     mp = pytest.MonkeyPatch()
     for key, value in slurm_cluster.env.items():
         mp.setenv(key, value)
