@@ -10,7 +10,9 @@ the local Psi-k backend) and, on exit, stops it and cancels every job it started
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +37,42 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    """Return once something accepts on 127.0.0.1:``port``; raise if ``proc`` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"lclstream-api exited with code {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"lclstream-api did not listen on port {port} within {timeout:g} s")
+
+
+def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, grace: float = 20.0) -> None:
+    """Signal a service process and wait; SIGKILL it when it does not exit within ``grace`` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def cancel_jobs(service_config: Path) -> None:
+    """Cancel every Psi-k job of the service with this config that is still running (buffers, mpiexec)."""
+    psik = JobManager(load_settings(service_config).psik_config())
+    for rec in psik.list(limit=100_000).jobs:
+        if not rec.state.terminal:
+            try:
+                psik.cancel(rec.jobid)
+            except Exception as exc:  # finished meanwhile
+                logging.getLogger("lclstream_api").debug("cancel %s: %s", rec.jobid, exc)
 
 
 class LocalDeployment:
@@ -73,34 +111,17 @@ class LocalDeployment:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen([str(BIN / "lclstream-api"), "--config", str(self.config_path)],
                                          stdout=log, stderr=log, env=self.env, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"lclstream-api exited with code {self.proc.returncode}; see {self.log_path}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise TimeoutError(f"lclstream-api did not listen on port {self.port} within {timeout:g} s")
+        wait_listening(self.port, self.proc, timeout)
 
     def client(self) -> TransferClient:
         return TransferClient(ALIAS, self.user_dir)
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+            stop_process(self.proc)
             self.proc = None
         if self.config_path.exists():
-            psik = JobManager(load_settings(self.config_path).psik_config())
-            for rec in psik.list(limit=10_000).jobs:
-                if not rec.state.terminal:
-                    psik.cancel(rec.jobid)
+            cancel_jobs(self.config_path)
 
     def __enter__(self) -> LocalDeployment:
         try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,18 +15,11 @@ from typing import Any
 import yaml
 
 from lclstream_api.client import TransferClient
-from lclstream_api.settings import load_settings
-from psik.manager import JobManager
+from lclstream_api.local import cancel_jobs, free_port, stop_process, wait_listening
 from tests.fixtures.pki import Pki
 
 VENV_BIN = Path(sys.executable).parent
 ALIAS = "lclstream"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def synthetic_config(events: int = 40, batch: int = 4, compression: str = "bitshuffle_lz4",
@@ -50,19 +42,6 @@ def env_with_venv(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
     env.update(extra or {})
     return env
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"lclstream-api exited with {proc.returncode} before listening")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"lclstream-api did not listen on {port} within {timeout} s")
 
 
 @dataclass
@@ -102,18 +81,11 @@ class Service:
             self.proc = subprocess.Popen(
                 [str(VENV_BIN / "lclstream-api"), "--config", str(self.config_path)],
                 stdout=log, stderr=log, env=env_with_venv(), start_new_session=True)
-        wait_for_port(self.port, self.proc)
+        wait_listening(self.port, self.proc)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        if self.proc is not None:
+            stop_process(self.proc, sig)
         self.proc = None
 
     def restart(self) -> None:
@@ -125,13 +97,7 @@ class Service:
 
     def cleanup_jobs(self) -> None:
         """Cancel every Psi-k job this service started that is still running (buffers, mpiexec)."""
-        psik = JobManager(load_settings(self.config_path).psik_config())
-        for rec in psik.list(limit=10_000).jobs:
-            if not rec.state.terminal:
-                try:
-                    psik.cancel(rec.jobid)
-                except Exception:  # noqa: BLE001 - best effort at teardown
-                    pass
+        cancel_jobs(self.config_path)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
