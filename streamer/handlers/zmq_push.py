@@ -18,8 +18,8 @@ from typing import Literal
 import zmq
 from pydantic import Field
 
-from streamer.base import ComponentConfig, DataHandler, Message, MessageInfo, RunContext, message_nbytes
-from streamer.handlers.rank_funnel import RankFunnel
+from streamer.base import ComponentConfig, RunContext
+from streamer.handlers.rank_zero import RankZeroHandler
 from streamer.registry import Component, register
 
 log = logging.getLogger(__name__)
@@ -36,35 +36,29 @@ class ZMQPushDataHandlerConfig(ComponentConfig):
                              "messages (set to this node's address when ranks run on several nodes)")
 
 
-class ZMQPushDataHandler(DataHandler):
+class ZMQPushDataHandler(RankZeroHandler):
     def __init__(self, config: ZMQPushDataHandlerConfig, context: RunContext) -> None:
         super().__init__(config, context)
         self.config: ZMQPushDataHandlerConfig = config
         self._zmq: zmq.Context | None = None
         self._socket: zmq.Socket | None = None
-        self._lock = threading.Lock()
-        self._funnel: RankFunnel | None = None
+        self._lock = threading.Lock()  # rank 0's main thread and funnel thread share the socket
 
-    def open(self) -> None:
+    def open_transport(self) -> None:
         cfg = self.config
-        if self.context.nranks > 1:
-            self._funnel = RankFunnel(self.context, host=cfg.funnel_host, timeout_s=cfg.send_timeout_s)
-        if self.context.rank == 0:
-            self._zmq = zmq.Context()
-            socket = self._zmq.socket(zmq.PUSH)
-            socket.setsockopt(zmq.SNDHWM, cfg.high_water_mark)
-            socket.setsockopt(zmq.SNDTIMEO, int(cfg.send_timeout_s * 1000))
-            socket.setsockopt(zmq.LINGER, int(cfg.linger_s * 1000))
-            if cfg.role == "server":
-                socket.bind(cfg.url)
-            else:
-                socket.connect(cfg.url)
-            self._socket = socket
-            log.info("rank 0: ZMQ push %s %s", "bound to" if cfg.role == "server" else "connecting to", cfg.url)
-        if self._funnel is not None:
-            self._funnel.start(self._deliver if self.context.rank == 0 else None)
+        self._zmq = zmq.Context()
+        socket = self._zmq.socket(zmq.PUSH)
+        socket.setsockopt(zmq.SNDHWM, cfg.high_water_mark)
+        socket.setsockopt(zmq.SNDTIMEO, int(cfg.send_timeout_s * 1000))
+        socket.setsockopt(zmq.LINGER, int(cfg.linger_s * 1000))
+        if cfg.role == "server":
+            socket.bind(cfg.url)
+        else:
+            socket.connect(cfg.url)
+        self._socket = socket
+        log.info("rank 0: ZMQ push %s %s", "bound to" if cfg.role == "server" else "connecting to", cfg.url)
 
-    def _deliver(self, parts: list, multipart: bool) -> None:
+    def deliver(self, parts: list, multipart: bool) -> None:
         assert self._socket is not None
         with self._lock:
             try:
@@ -76,38 +70,15 @@ class ZMQPushDataHandler(DataHandler):
                 raise TimeoutError(f"no ZeroMQ receiver at {self.config.url} took a message for "
                                    f"{self.config.send_timeout_s:g} s") from exc
 
-    def handle(self, message: Message, info: MessageInfo) -> None:
-        if self.context.rank == 0:
-            if self._funnel is not None:
-                self._funnel.flush()  # raises if another rank's message could not be delivered
-            self._deliver(message if isinstance(message, list) else [message], isinstance(message, list))
-        else:
-            assert self._funnel is not None
-            self._funnel.send(message)
-        self.messages_sent += 1
-        self.bytes_sent += message_nbytes(message)
-
-    def flush(self) -> None:
-        if self._funnel is not None:
-            self._funnel.flush()
-
-    def close(self) -> None:
-        try:
-            self.flush()
-        finally:
-            if self._funnel is not None:
-                self._funnel.stop()
-                self._funnel = None
-            if self._socket is not None:
-                self._socket.close()  # lingers up to linger_s for queued messages
-                self._socket = None
-                assert self._zmq is not None
-                self._zmq.term()
-                self._zmq = None
-                log.info("rank 0: ZMQ push on %s closed after %d messages", self.config.url, self.messages_sent)
-
-    def summary(self) -> dict:
-        return {**super().summary(), "url": self.config.url}
+    def close_transport(self) -> None:
+        if self._socket is None:
+            return
+        self._socket.close()  # lingers up to linger_s for queued messages
+        self._socket = None
+        assert self._zmq is not None
+        self._zmq.term()
+        self._zmq = None
+        log.info("rank 0: ZMQ push on %s closed after %d messages", self.config.url, self.messages_sent)
 
 
 register("data_handlers", Component(ZMQPushDataHandlerConfig, ZMQPushDataHandler))

@@ -18,8 +18,8 @@ from typing import Literal
 import zmq
 from pydantic import Field
 
-from streamer.base import ComponentConfig, DataHandler, Message, MessageInfo, RunContext, message_nbytes
-from streamer.handlers.rank_funnel import RankFunnel
+from streamer.base import ComponentConfig, Message, RunContext
+from streamer.handlers.rank_zero import RankZeroHandler
 from streamer.registry import Component, register
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class ZMQRepDataHandlerConfig(ComponentConfig):
     funnel_host: str = Field("127.0.0.1", description="address rank 0 listens on for the other ranks")
 
 
-class ZMQRepDataHandler(DataHandler):
+class ZMQRepDataHandler(RankZeroHandler):
     def __init__(self, config: ZMQRepDataHandlerConfig, context: RunContext) -> None:
         super().__init__(config, context)
         self.config: ZMQRepDataHandlerConfig = config
@@ -44,30 +44,27 @@ class ZMQRepDataHandler(DataHandler):
         self._ending = threading.Event()
         self._drained = threading.Event()
         self._thread: threading.Thread | None = None
-        self._funnel: RankFunnel | None = None
         self.replies_sent = 0
         self.end_replies_sent = 0
 
-    def open(self) -> None:
-        cfg = self.config
-        if self.context.nranks > 1:
-            self._funnel = RankFunnel(self.context, host=cfg.funnel_host, timeout_s=cfg.send_timeout_s)
-        if self.context.rank == 0:
-            zmq_context = zmq.Context()
-            socket = zmq_context.socket(zmq.REP)
-            socket.setsockopt(zmq.LINGER, 2000)
-            socket.bind(cfg.url)  # bind here so a bad address fails open(), not the thread
-            self._thread = threading.Thread(target=self._serve, args=(zmq_context, socket), daemon=True,
-                                            name="zmq-rep")
-            self._thread.start()
-            log.info("rank 0: ZMQ REP answering requests on %s", cfg.url)
-        if self._funnel is not None:
-            self._funnel.start(self._enqueue if self.context.rank == 0 else None)
+    def open_transport(self) -> None:
+        zmq_context = zmq.Context()
+        socket = zmq_context.socket(zmq.REP)
+        socket.setsockopt(zmq.LINGER, 2000)
+        socket.bind(self.config.url)  # bind here so a bad address fails open(), not the thread
+        self._thread = threading.Thread(target=self._serve, args=(zmq_context, socket), daemon=True,
+                                        name="zmq-rep")
+        self._thread.start()
+        log.info("rank 0: ZMQ REP answering requests on %s", self.config.url)
 
-    def _enqueue(self, parts: list, multipart: bool) -> None:
-        if multipart or len(parts) != 1:
+    def check(self, message: Message) -> None:
+        if isinstance(message, list):
             raise TypeError("ZMQRepDataHandler replies with one frame per message, but this message has "
-                            f"{len(parts)} parts (SIMPLON?); use ZMQPushDataHandler for multi-part streams")
+                            f"{len(message)} parts (SIMPLON?); use ZMQPushDataHandler for multi-part streams")
+
+    def deliver(self, parts: list, multipart: bool) -> None:
+        if multipart or len(parts) != 1:
+            raise TypeError(f"ZMQRepDataHandler replies with one frame per message, not {len(parts)}")
         try:
             self._queue.put(parts[0], timeout=self.config.send_timeout_s)
         except queue.Full as exc:
@@ -104,51 +101,25 @@ class ZMQRepDataHandler(DataHandler):
                     self._drained.set()
                     return b""
 
-    def handle(self, message: Message, info: MessageInfo) -> None:
-        if self.context.rank == 0:
-            if self._funnel is not None:
-                self._funnel.flush()
-            self._enqueue(message if isinstance(message, list) else [message], isinstance(message, list))
-        else:
-            if isinstance(message, list):
-                raise TypeError("ZMQRepDataHandler replies with one frame per message; use ZMQPushDataHandler "
-                                "for multi-part (SIMPLON) streams")
-            assert self._funnel is not None
-            self._funnel.send(message)
-        self.messages_sent += 1
-        self.bytes_sent += message_nbytes(message)
-
-    def flush(self) -> None:
-        if self._funnel is not None:
-            self._funnel.flush()
-
-    def close(self) -> None:
-        try:
-            self.flush()
-        finally:
-            if self._funnel is not None:
-                self._funnel.stop()
-                self._funnel = None
-            if self._thread is not None:
-                self._ending.set()
-                deadline = time.monotonic() + self.config.drain_timeout_s
-                while not self._queue.empty() and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                left = self._queue.qsize()
-                self._drained.set()  # from now on: empty end-of-stream replies for end_grace_s
-                if left:
-                    log.error("rank 0: %d messages on %s were never requested within %g s", left,
-                              self.config.url, self.config.drain_timeout_s)
-                self._thread.join(timeout=self.config.end_grace_s + 10)
-                self._thread = None
-                log.info("rank 0: ZMQ REP on %s closed: %d messages answered, %d end replies",
-                         self.config.url, self.replies_sent, self.end_replies_sent)
-                if left:
-                    raise TimeoutError(f"{left} messages on {self.config.url} were never requested within "
-                                       f"{self.config.drain_timeout_s:g} s")
+    def close_transport(self) -> None:
+        if self._thread is None:
+            return
+        self._ending.set()
+        deadline = time.monotonic() + self.config.drain_timeout_s
+        while not self._queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = self._queue.qsize()
+        self._drained.set()  # from now on: empty end-of-stream replies for end_grace_s
+        self._thread.join(timeout=self.config.end_grace_s + 10)
+        self._thread = None
+        log.info("rank 0: ZMQ REP on %s closed: %d messages answered, %d end replies",
+                 self.config.url, self.replies_sent, self.end_replies_sent)
+        if left:
+            raise TimeoutError(f"{left} messages on {self.config.url} were never requested within "
+                               f"{self.config.drain_timeout_s:g} s")
 
     def summary(self) -> dict:
-        out = {**super().summary(), "url": self.config.url}
+        out = super().summary()
         if self.context.rank == 0:
             out["replies"] = self.replies_sent
         return out

@@ -13,8 +13,8 @@ from streamer.envelope import PayloadFormat
 from streamer.handlers.files import EXTENSIONS
 from streamer.serializers import decode_payload, simplon
 from tests.streamer.conftest import REPO, run_lclstreamer
-from tests.streamer.test_handlers_nng import RECEIVER, finish, start, wait_listening
-from tests.streamer.test_handlers_zmq import RequestClient, free_port
+from tests.streamer.test_handlers_nng import RECEIVER, finish, free_port, spawn, wait_listening  # noqa: F401
+from tests.streamer.test_handlers_zmq import RequestClient
 
 EXAMPLES = sorted((REPO / "examples").glob("output-*.yaml"))
 FORMATS = {"hdf5": PayloadFormat.HDF5, "msgpack": PayloadFormat.MSGPACK, "simplon": PayloadFormat.SIMPLON}
@@ -55,7 +55,7 @@ def pull(url: str, expected: int, fmt: PayloadFormat, deadline_s: float = 120) -
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
-def test_output_example_runs(tmp_path: Path, example: Path) -> None:
+def test_output_example_runs(tmp_path: Path, example: Path, spawn) -> None:  # noqa: F811
     _, serializer, handler = example.stem.split("-")
     fmt = FORMATS[serializer]
     config = yaml.safe_load(example.read_text())
@@ -73,13 +73,10 @@ def test_output_example_runs(tmp_path: Path, example: Path) -> None:
         assert len(files) == messages
         decoded = [d for f in files for d in decode_payload(f.read_bytes(), fmt)]
     elif handler == "nng":
-        receiver = start(RECEIVER, section["url"], "1", "120")
-        try:
-            wait_listening(receiver)
-            result = run_lclstreamer(args, cwd=tmp_path)
-            report = finish(receiver)
-        finally:
-            receiver.kill()
+        receiver = spawn(RECEIVER, section["url"], "1", "120")
+        wait_listening(receiver)
+        result = run_lclstreamer(args, cwd=tmp_path)
+        report = finish(receiver)
         assert report["complete"] and report["messages"] == messages, report
         decoded = [{"pulse_id": report["pulse_ids"]}]
     elif handler == "zmqpush":

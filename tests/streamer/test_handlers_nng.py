@@ -104,45 +104,49 @@ def finish(process: subprocess.Popen, timeout: float = 90) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+@pytest.fixture
+def spawn():
+    """Start helper processes (``spawn(code, *args)``); every one is killed when the test ends."""
+    started: list[subprocess.Popen] = []
+
+    def run(code: str, *args: str) -> subprocess.Popen:
+        started.append(start(code, *args))
+        return started[-1]
+
+    yield run
+    for process in started:
+        process.kill()
+        process.wait(timeout=10)
+
+
 def wait_listening(process: subprocess.Popen) -> None:
     line = process.stdout.readline()
     assert line.strip() == "listening", process.stderr.read() if process.poll() is not None else line
 
 
-def test_two_ranks_deliver_every_message_with_end_markers() -> None:
+def test_two_ranks_deliver_every_message_with_end_markers(spawn) -> None:
     url = f"tcp://127.0.0.1:{free_port()}"
-    receiver = start(RECEIVER, url, "2", "60")
-    producers = []
-    try:
-        wait_listening(receiver)
-        config = json.dumps({"type": "NNGPushDataHandler", "url": url, "role": "client"})
-        producers = [start(PRODUCER, config, str(rank), "2", "6") for rank in (0, 1)]
-        summaries = [finish(p) for p in producers]
-        report = finish(receiver)
-    finally:
-        for process in (receiver, *producers):
-            process.kill()
+    receiver = spawn(RECEIVER, url, "2", "60")
+    wait_listening(receiver)
+    config = json.dumps({"type": "NNGPushDataHandler", "url": url, "role": "client"})
+    producers = [spawn(PRODUCER, config, str(rank), "2", "6") for rank in (0, 1)]
+    summaries = [finish(p) for p in producers]
+    report = finish(receiver)
     assert [s["messages"] for s in summaries] == [6, 6]
     assert report["complete"], report["gaps"]
     assert report["messages"] == 12
     assert report["pulse_ids"] == list(range(48))
 
 
-def test_client_retries_until_receiver_starts() -> None:
+def test_client_retries_until_receiver_starts(spawn) -> None:
     url = f"tcp://127.0.0.1:{free_port()}"
     config = json.dumps({"type": "NNGPushDataHandler", "url": url, "role": "client", "connect_timeout_s": 60})
-    producer = start(PRODUCER, config, "0", "1", "3")
-    receiver = None
-    try:
-        time.sleep(1.5)  # the producer is dialing a port nobody listens on yet
-        assert producer.poll() is None
-        receiver = start(RECEIVER, url, "1", "60")
-        assert finish(producer)["messages"] == 3
-        report = finish(receiver)
-    finally:
-        for process in (producer, receiver):
-            if process is not None:
-                process.kill()
+    producer = spawn(PRODUCER, config, "0", "1", "3")
+    time.sleep(1.5)  # the producer is dialing a port nobody listens on yet
+    assert producer.poll() is None
+    receiver = spawn(RECEIVER, url, "1", "60")
+    assert finish(producer)["messages"] == 3
+    report = finish(receiver)
     assert report["complete"] and report["pulse_ids"] == list(range(12))
 
 
@@ -154,24 +158,18 @@ def test_connect_timeout_is_a_clear_error() -> None:
         handler.open()
 
 
-def test_mutual_tls_delivery_with_certified_identities(tmp_path: Path) -> None:
+def test_mutual_tls_delivery_with_certified_identities(tmp_path: Path, spawn) -> None:
     """The receiver is a certified service identity; the producer connects with its introduction from it."""
     pki = make_pki(tmp_path, server="buffer", users=("streamer",), key_type="p256")
     server, client = Layout(pki.server_dir), Layout(pki.user_dir("streamer"))
     url = f"tls+tcp://127.0.0.1:{free_port()}"
-    receiver = start(RECEIVER, url, "1", "60", str(server.id_cert), str(server.id_key), str(server.ca_cert))
-    producer = None
-    try:
-        wait_listening(receiver)
-        config = json.dumps({"type": "NNGPushDataHandler", "url": url, "tls_cert": str(client.intros / "buffer.crt"),
-                             "tls_key": str(client.id_key), "tls_ca": str(server.ca_cert)})
-        producer = start(PRODUCER, config, "0", "1", "2")
-        assert finish(producer)["messages"] == 2
-        report = finish(receiver)
-    finally:
-        for process in (receiver, producer):
-            if process is not None:
-                process.kill()
+    receiver = spawn(RECEIVER, url, "1", "60", str(server.id_cert), str(server.id_key), str(server.ca_cert))
+    wait_listening(receiver)
+    config = json.dumps({"type": "NNGPushDataHandler", "url": url, "tls_cert": str(client.intros / "buffer.crt"),
+                         "tls_key": str(client.id_key), "tls_ca": str(server.ca_cert)})
+    producer = spawn(PRODUCER, config, "0", "1", "2")
+    assert finish(producer)["messages"] == 2
+    report = finish(receiver)
     assert report["complete"] and report["pulse_ids"] == list(range(8))
 
 

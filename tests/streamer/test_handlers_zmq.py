@@ -1,7 +1,6 @@
 """ZeroMQ handlers with real sockets: REP answering a CrystFEL-style REQ client (also under mpiexec -n 2),
 PUSH delivering to a PULL that binds, and the clear errors."""
 
-import socket
 import threading
 import time
 from pathlib import Path
@@ -18,12 +17,7 @@ from streamer.handlers.zmq_push import ZMQPushDataHandler, ZMQPushDataHandlerCon
 from streamer.handlers.zmq_rep import ZMQRepDataHandler, ZMQRepDataHandlerConfig
 from streamer.serializers.msgpack_events import decode
 from tests.streamer.conftest import run_lclstreamer, small_synthetic_config
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.streamer.test_handlers_nng import free_port
 
 
 class RequestClient:

@@ -3,7 +3,6 @@ header first, every image once, one series end last; the file handler got the ve
 
 import hashlib
 import json
-import socket
 import threading
 import time
 from pathlib import Path
@@ -14,14 +13,9 @@ import zmq
 from streamer.handlers.files import read_frames
 from streamer.serializers import simplon
 from tests.streamer.conftest import run_lclstreamer, small_synthetic_config
+from tests.streamer.test_handlers_nng import free_port
 
 EVENTS = 20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PullReceiver:
