@@ -6,7 +6,8 @@ On synthetic Jungfrau-like 4 MiB uint16 frames (4 panels x 512 x 1024, sparse: P
 Bragg-like peaks), batches of 8 events:
 
 1. ``ndarray.tobytes()``, ``HDF5Serializer`` uncompressed and with bitshuffle+LZ4 on the same batches,
-   interleaved round by round (best round kept), plus the two ways to build the in-memory HDF5 image;
+   interleaved round by round (best round kept), plus the two ways to build the in-memory HDF5 image,
+   and the SIMPLON (bitshuffle+LZ4) and CrystFEL msgpack serializers for reference;
 2. the whole chain (``mpiexec -n 1`` and ``-n 2`` ``lclstreamer``: synthetic source -> batches of 8 ->
    HDF5 bitshuffle+LZ4 -> files in a temporary directory), events/s from the run summaries.
 
@@ -39,6 +40,8 @@ sys.path.insert(0, str(REPO))
 from streamer.base import RunContext  # noqa: E402
 from streamer.registry import lookup  # noqa: E402
 from streamer.serializers.hdf5 import HDF5Serializer, HDF5SerializerConfig  # noqa: E402
+from streamer.serializers.msgpack_events import MsgpackSerializer, MsgpackSerializerConfig  # noqa: E402
+from streamer.serializers.simplon import SimplonBinarySerializer, SimplonBinarySerializerConfig  # noqa: E402
 
 FRAME_SHAPE = [4, 512, 1024]  # 4 MiB of uint16 per event
 BATCH = 8
@@ -88,12 +91,17 @@ def serializer(compression: str) -> HDF5Serializer:
 
 def serialization(batches: list[dict[str, np.ndarray]], rounds: int) -> dict[str, float]:
     plain, packed = serializer("none"), serializer("bitshuffle_lz4")
+    dectris = SimplonBinarySerializer(SimplonBinarySerializerConfig(type="SimplonBinarySerializer", image="jungfrau"),
+                                      RunContext("bench"))
+    crystfel = MsgpackSerializer(MsgpackSerializerConfig(type="MsgpackSerializer"), RunContext("bench"))
     cases: dict[str, Callable] = {
         "tobytes": lambda b: b["jungfrau"].tobytes(),
         "hdf5_none": lambda b: plain.serialize(b, 0),
         "hdf5_bslz4": lambda b: packed.serialize(b, 0),
         "image_bytesio": bytesio_image,
         "image_core_driver": core_driver_image,
+        "simplon_bslz4": lambda b: dectris.serialize(b, 0),
+        "msgpack_crystfel": lambda b: crystfel.serialize(b, 0),
     }
     best = dict.fromkeys(cases, 0.0)
     for round_number in range(rounds):
@@ -150,6 +158,8 @@ def main() -> int:
           f"{'OK' if s['hdf5_bslz4'] >= 0.6 else 'MISSED'}; compression ratio {s['bslz4_ratio']:.1f}x")
     print(f"HDF5 image via BytesIO       {s['image_bytesio']:7.2f} GB/s vs core driver {s['image_core_driver']:.2f} GB/s"
           f"  (BytesIO/core = {s['image_bytesio'] / s['image_core_driver']:.2f})")
+    print(f"SimplonBinarySerializer bslz4 {s['simplon_bslz4']:6.2f} GB/s; MsgpackSerializer (<i4 slabs) "
+          f"{s['msgpack_crystfel']:.2f} GB/s of input frames")
     if not args.skip_mpi:
         with tempfile.TemporaryDirectory(prefix="streamer-bench-") as tmp:
             print(f"whole chain, {args.events} events, 1 then 2 ranks...", file=sys.stderr, flush=True)
