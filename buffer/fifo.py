@@ -23,12 +23,15 @@ class BoundedFifo:
         self._items: deque[tuple[Any, int]] = deque()
         self._bytes = 0
         self._count = 0
+        self._largest = 0
         self._cond = threading.Condition()
         self._input_ended = False
         self._stopped = False
 
     def _full(self) -> bool:
-        return self._bytes >= self.max_bytes or self._count >= self.max_messages
+        # room is kept for one more message as large as the largest seen, so bytes stay <= max_bytes
+        # (a first message larger than max_bytes is still let through, alone)
+        return (self._count > 0 and self._bytes + self._largest > self.max_bytes) or self._count >= self.max_messages
 
     def wait_for_room(self) -> bool:
         """Block while full; False once stopped."""
@@ -41,6 +44,8 @@ class BoundedFifo:
         with self._cond:
             self._items.append((item, nbytes))
             self._bytes += nbytes
+            if nbytes > self._largest:
+                self._largest = nbytes
             self._count += 1
             self._cond.notify_all()
 

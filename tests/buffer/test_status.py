@@ -119,10 +119,10 @@ def test_status_model_rejects_unknown_fields():
 
 
 def test_fifo_bounds_by_bytes_and_count():
-    fifo = BoundedFifo(max_bytes=10, max_messages=3)
-    fifo.put("a", 6)
-    assert fifo.wait_for_room()
-    fifo.put("b", 6)  # now over the byte limit: the receiver must wait
+    fifo = BoundedFifo(max_bytes=12, max_messages=3)
+    fifo.put("a", 4)
+    assert fifo.wait_for_room()  # 4 + room for another 4 <= 12
+    fifo.put("b", 6)  # 10 + room for another 6 > 12: the receiver must wait
     waited = threading.Event()
 
     def receiver() -> None:
@@ -132,10 +132,13 @@ def test_fifo_bounds_by_bytes_and_count():
     t = threading.Thread(target=receiver)
     t.start()
     assert not waited.wait(0.3)
-    assert fifo.get() == ("a", 6)
-    fifo.release(6)
+    assert fifo.get() == ("a", 4)
+    fifo.release(4)
     assert waited.wait(5)
     t.join(5)
+    fifo.put("c", 1)
+    fifo.put("d", 1)  # 3 messages: full by count
+    assert fifo._full()
     fifo.end_input()
-    assert fifo.get() == ("b", 6)
+    assert [fifo.get(), fifo.get(), fifo.get()] == [("b", 6), ("c", 1), ("d", 1)]
     assert fifo.get() is None
