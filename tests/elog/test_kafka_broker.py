@@ -13,7 +13,6 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
 from elog.broker import KafkaBroker, KafkaBrokerSettings, round_trip
-from tests.fixtures.kafka import kafka_bootstrap  # noqa: F401
 
 
 def test_produce_and_consume(kafka_bootstrap: str) -> None:  # noqa: F811

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.fixtures.slurm import SlurmCluster, slurm_cluster  # noqa: F401
+from tests.fixtures.slurm import SlurmCluster
 
 
 def test_node_is_idle_in_the_default_partition(slurm_cluster: SlurmCluster) -> None:  # noqa: F811

@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 from psik.models import BackendConfig, PsikConfig
-from tests.fixtures.slurm import slurm_cluster  # noqa: F401
 from tests.psik.helpers import cancel_unfinished
 
 
