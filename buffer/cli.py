@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from buffer.config import BufferConfig, TLSFiles
 from buffer.engine import Buffer
-from buffer.memory import pin_malloc_thresholds
+from buffer.memory import single_arena
 from buffer.nng_side import EndpointError
 from buffer.status import EXIT_CODES
 
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s nng-stream[%(process)d] %(levelname)s %(message)s")
-    pin_malloc_thresholds()
+    single_arena()
     try:
         cfg = config_from_args(args)
         buffer = Buffer(cfg)

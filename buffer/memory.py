@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
 
 
 def pin_malloc_thresholds(mmap_threshold: int = 256 * 1024) -> bool:
@@ -30,3 +31,16 @@ def pin_malloc_thresholds(mmap_threshold: int = 256 * 1024) -> bool:
     ok = bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(M_TRIM_THRESHOLD, 4 * mmap_threshold))
     log.debug("malloc thresholds pinned: %s", ok)
     return ok
+
+
+def single_arena() -> bool:
+    """Make every thread allocate from one malloc arena (call before threads start), so the blocks
+    nng's I/O threads allocate and the sending thread frees are reused instead of spread over
+    per-thread arenas."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        return bool(ctypes.CDLL(name).mallopt(M_ARENA_MAX, 1))
+    except (OSError, AttributeError):
+        return False
