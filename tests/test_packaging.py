@@ -1,0 +1,59 @@
+"""Packaging facts other tools rely on: console scripts resolve, engine packages stay Airflow-free,
+docker-compose.yaml follows the Compose specification and its embedded service config is valid."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.parametrize("name", sorted(PYPROJECT["project"]["scripts"]))
+def test_console_script_answers_help(name: str) -> None:
+    result = subprocess.run([str(BIN / name), "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "usage" in result.stdout.lower()
+
+
+def test_streamer_and_buffer_do_not_import_airflow() -> None:
+    code = (
+        "import sys\n"
+        "import streamer.cli, streamer.runner, streamer.builtins, buffer.cli, buffer.client\n"
+        "leaked = sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.'))\n"
+        "print(','.join(leaked))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_provider_info_entry_point() -> None:
+    from importlib.metadata import entry_points
+
+    (ep,) = [e for e in entry_points(group="apache_airflow_provider") if e.value.startswith("airflow_provider_lclstream")]
+    info = ep.load()()
+    assert info["package-name"] == "airflow-provider-lclstream"
+
+
+def test_docker_compose_follows_the_compose_schema() -> None:
+    result = subprocess.run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(ROOT / "docker-compose.yaml")],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_docker_compose_service_config_is_valid() -> None:
+    from lclstream_api.settings import load_settings
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+    settings = load_settings(yaml.safe_load(compose["configs"]["lclstream-api"]["content"]))
+    assert settings.port_pool.start == 20000
