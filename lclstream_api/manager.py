@@ -34,6 +34,7 @@ log = logging.getLogger("lclstream_api")
 
 BUFFER, PRODUCER, JOB = "buffer", "producer", "job"
 _JOB_DONE = {"completed", "failed", "canceled"}
+REQUESTED_GRACE = 120.0  # seconds a transfer may stay "requested" (create() submits its jobs well within)
 
 
 class JobLauncher(Protocol):
@@ -274,7 +275,9 @@ class TransferManager:
                     self._finish(record)
                 return record
             if record.state is TransferState.REQUESTED:
-                return record  # still being started by create()
+                if (time.time() if now is None else now) - record.created > REQUESTED_GRACE:
+                    self._fail(record, "the service stopped before the jobs of this transfer were started")
+                return record  # otherwise still being started by create()
             self.refresh(record)
             self.store.save(record)
             self._decide(record, time.time() if now is None else now)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import sys
 import threading
 
@@ -33,10 +34,18 @@ class CallbackListener:
 
     def __init__(self, settings: ServiceConfig, manager: TransferManager) -> None:
         host, port = split_listen(settings.callback_listen, "http")
-        config = uvicorn.Config(create_callback_app(manager), host=host, port=port, log_level="warning",
-                                access_log=False, lifespan="off")
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.sock.bind((host, port))
+        except OSError as exc:
+            self.sock.close()
+            raise SettingsError(f"callback_listen: cannot listen on {host}:{port}: {exc.strerror}") from None
+        config = uvicorn.Config(create_callback_app(manager), log_level="warning", access_log=False,
+                                lifespan="off")
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="callback-listener", daemon=True)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                       name="callback-listener", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
@@ -44,6 +53,7 @@ class CallbackListener:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        self.sock.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     from certified.serve import serve
 
     manager = TransferManager(settings, PsikLauncher(settings.psik_config()))
-    callbacks = CallbackListener(settings, manager)
+    try:
+        callbacks = CallbackListener(settings, manager)
+    except SettingsError as exc:
+        print(f"lclstream-api: {exc}", file=sys.stderr)
+        return 2
     callbacks.start()
     manager.start()
     log.info("lclstream-api: callbacks on %s, API on %s", settings.callback_listen, settings.listen)

@@ -23,3 +23,5 @@ def service(tmp_path: Path, api_pki: Pki) -> Iterator[Service]:
     finally:
         svc.stop()
         svc.cleanup_jobs()
+        print("---- lclstream-api log (last 60 lines) ----")  # shown by pytest only when the test failed
+        print("\n".join([line for line in svc.log_text().splitlines() if '"caller"' not in line][-60:]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -82,6 +83,8 @@ def test_full_transfer_two_ranks_two_consumers(service: Service, tmp_path: Path)
                          what="buffer exited")
         assert final.jobs["producer"].state == "completed" and final.jobs["buffer"].state == "completed"
         assert [t.id for t in api.list("completed")] == [view.id]
+    with sqlite3.connect(Path(service.settings["state_dir"]) / "transfers.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM ports").fetchone()[0] == 0  # ports back in the pool
 
 
 def _blocked_config(events: int = 400) -> dict:
