@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from buffer.status import BufferState
 from tests.buffer.helpers import (
     consume,
@@ -21,10 +23,12 @@ def _all_received(paths, expected):
     assert len(got) == len(set(got)) and set(got) == expected
 
 
-def test_two_buffers_stacked(tmp_path, buffers, procs):
+@pytest.mark.parametrize("dialer", ["downstream", "upstream"])
+def test_two_buffers_stacked(tmp_path, buffers, procs, dialer):
     a_recv, a_send, b_send = tcp_url(), tcp_url(), tcp_url()
-    upstream = buffers("--recv", a_recv, "--send", a_send, "--producers", "2", name="upstream")
-    downstream = buffers("--recv", a_send, "--recv-dial", "--send", b_send, name="downstream")
+    up_dial, down_dial = (["--send-dial"], []) if dialer == "upstream" else ([], ["--recv-dial"])
+    upstream = buffers("--recv", a_recv, "--send", a_send, *up_dial, "--producers", "2", name="upstream")
+    downstream = buffers("--recv", a_send, *down_dial, "--send", b_send, name="downstream")
     upstream.wait_status(lambda s: s.consumers_connected == 1, what="downstream dialled upstream")
     assert downstream.wait_state(BufferState.STREAMING).producers_connected == 1
     results = [tmp_path / f"c{i}.json" for i in range(2)]
@@ -37,7 +41,8 @@ def test_two_buffers_stacked(tmp_path, buffers, procs):
     _all_received(results, {(p, s) for p in range(2) for s in range(100)})
     up, down = upstream.final(), downstream.final()
     assert up.messages_sent == down.messages_received == down.messages_sent == 200
-    assert down.producers_total == 1, "the downstream buffer must not redial the finished upstream"
+    if dialer == "downstream":
+        assert down.producers_total == 1, "the downstream buffer must not redial the finished upstream"
 
 
 def test_tls_good_certificate_streams_and_bad_one_is_refused(tmp_path, buffers, procs, pki):
