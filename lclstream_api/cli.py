@@ -157,7 +157,7 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(f"URL {args.url!r}: {exc}") from None
         if args.url.startswith("tls+tcp://") and not args.cert:
             raise UsageError(f"{args.url} is a TLS stream: give --cert, --key and --ca")
-        receiver = pull(args.url, args.out, idle_timeout=args.wait, tls=_tls(args))
+        receiver = pull(args.url, args.out, idle_timeout=args.wait, tls=_tls(args), interruptible=True)
         return _report(receiver, args.shared)
     if args.command in ("request", "get"):
         config = _config(args.config)
@@ -165,12 +165,12 @@ def _run(args: argparse.Namespace) -> int:
         tls = _tls(args) if args.command == "get" else None
         with _client(args) as api:
             view = api.request(config, options, idempotency_key=args.idempotency_key)
-            print(f"{view.id} {view.url}")
-            sys.stdout.flush()
             if args.command == "request":
+                print(f"{view.id} {view.url}")
                 return 0
-            try:
-                receiver = pull(view.url, args.out, idle_timeout=args.wait, tls=tls)
+            try:  # from here on, Ctrl-C cancels the transfer
+                print(f"{view.id} {view.url}", flush=True)
+                receiver = pull(view.url, args.out, idle_timeout=args.wait, tls=tls, interruptible=True)
             except KeyboardInterrupt:
                 api.cancel(view.id)
                 print(f"interrupted: transfer {view.id} canceled", file=sys.stderr)

@@ -98,10 +98,12 @@ class Receiver:
     malformed: int = 0
     ended: bool = False
     timed_out: bool = False
+    interruptible: bool = False
 
     def __iter__(self) -> Iterator[tuple[Envelope, memoryview]]:
         try:
-            for message in messages(self.url, idle_timeout=self.idle_timeout, tls=self.tls):
+            for message in messages(self.url, idle_timeout=self.idle_timeout, tls=self.tls,
+                                   interruptible=self.interruptible):
                 try:
                     env, payload = unpack(message)
                 except EnvelopeError as exc:
@@ -135,9 +137,10 @@ class Receiver:
 
 
 def pull(url: str, out_dir: Path | None = None, *, idle_timeout: float = 120.0, tls: DataTLS | None = None,
-         show_progress: bool | None = None) -> Receiver:
+         show_progress: bool | None = None, interruptible: bool = False) -> Receiver:
     """Receive a whole stream; write each data message to ``out_dir`` (when given) and its ledger."""
-    receiver = Receiver(url, idle_timeout, tls, Progress(f"pull {url}", enabled=show_progress))
+    receiver = Receiver(url, idle_timeout, tls, Progress(f"pull {url}", enabled=show_progress),
+                        interruptible=interruptible)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     for env, payload in receiver:

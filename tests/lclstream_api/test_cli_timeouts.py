@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from pathlib import Path
 
@@ -43,3 +44,24 @@ def test_no_consumer_within_the_idle_timeout_fails_the_transfer(service: Service
         assert final.state.value == "failed" and final.reason == "no consumer connected within 3 s"
         wait_for(lambda: api.status(view.id).jobs["buffer"].state in ("canceled", "completed", "failed"), 30,
                  what="buffer stopped")
+
+
+def test_ctrl_c_during_get_cancels_the_transfer(service: Service, tmp_path: Path) -> None:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(synthetic_config(events=400, batch=4)))
+    proc = subprocess.Popen([str(VENV_BIN / "lclstream"), "get", str(cfg), "--ranks", "2", "--out", str(tmp_path / "o")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env_with_venv({"CERTIFIED_CONFIG": str(service.pki.user_dir("alice"))}))
+    try:
+        assert proc.stdout is not None
+        transfer_id = proc.stdout.readline().split()[0]  # printed before pulling starts
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 130, err
+    assert f"transfer {transfer_id} canceled" in err
+    with service.client("alice") as api:
+        assert api.status(transfer_id).state.value == "canceled"
