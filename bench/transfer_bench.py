@@ -46,15 +46,6 @@ def synthetic(events: int, detector: bool, compression: str = "none") -> dict[st
             "data_handlers": [{"type": "BinaryFileWritingDataHandler", "write_directory": "unused"}]}
 
 
-def wait_terminal(api: Any, transfer_id: str, timeout: float = 60.0) -> str:
-    deadline = time.monotonic() + timeout
-    state = api.status(transfer_id).state
-    while not state.terminal and time.monotonic() < deadline:
-        time.sleep(0.2)
-        state = api.status(transfer_id).state
-    return state.value
-
-
 def latency(deployment: LocalDeployment, repeats: int) -> list[float]:
     out = []
     with deployment.client() as api:
@@ -66,7 +57,7 @@ def latency(deployment: LocalDeployment, repeats: int) -> list[float]:
             for _ in messages(view.url, timeout=60):
                 first = first or time.perf_counter()
             out.append((first or time.perf_counter()) - t0)
-            wait_terminal(api, view.id)
+            api.wait(view.id, interval=0.2)
     return out
 
 
@@ -80,7 +71,7 @@ def through_api(deployment: LocalDeployment, config: dict[str, Any]) -> tuple[fl
             first = first or time.perf_counter()
             nbytes += len(message)
         t1 = time.perf_counter()
-        wait_terminal(api, view.id)
+        api.wait(view.id, interval=0.2)
     return t1 - t0, t1 - (first or t1), nbytes
 
 

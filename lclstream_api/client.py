@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import httpx
 import yaml
 
 from lclstream_api.models import TransferList, TransferOptions, TransferView
-from lclstream_api.states import TransferState
+from lclstream_api.states import TERMINAL, TransferState
 
 
 class TransferAPIError(RuntimeError):
@@ -99,6 +100,16 @@ class TransferClient:
     def list(self, state: TransferState | str | None = None) -> list[TransferView]:
         params = {"state": str(state)} if state else {}
         return TransferList.model_validate(self._call("GET", "/v1/transfers", params=params)).transfers
+
+    def wait(self, transfer_id: str, timeout: float = 60.0, interval: float = 0.5,
+             states: frozenset[TransferState] = TERMINAL) -> TransferView:
+        """Poll until the transfer is in one of ``states`` (default: terminal) or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        view = self.status(transfer_id)
+        while view.state not in states and time.monotonic() < deadline:
+            time.sleep(interval)
+            view = self.status(transfer_id)
+        return view
 
     def cancel(self, transfer_id: str) -> TransferView:
         return TransferView.model_validate(self._call("DELETE", f"/v1/transfers/{transfer_id}"))

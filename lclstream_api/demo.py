@@ -15,7 +15,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +56,7 @@ def run(out_dir: Path, events: int) -> int:
             say(f"lclstream pull {view.url} --out {out_dir}")
             pulled = subprocess.run([str(BIN / "lclstream"), "pull", view.url, "--out", str(out_dir),
                                      "--wait", "120"], env=deployment.env, timeout=600)
-            deadline = time.monotonic() + 60
-            record = client.status(view.id)
-            while not record.state.terminal and time.monotonic() < deadline:
-                time.sleep(0.5)
-                record = client.status(view.id)
+            record = client.wait(view.id, timeout=60)
             say("the transfer record")
             shown = record.model_dump(mode="json", exclude={"options"})
             for job in shown["jobs"].values():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -128,7 +129,7 @@ def test_restarted_service_keeps_the_record_and_completes(service: Service, tmp_
     with service.client("alice") as api:
         view = api.request(synthetic_config(events=events, batch=4), {"ranks": 2, "idle_timeout": 60})
         wait_for(lambda: api.status(view.id).state is TransferState.DRAINING, 90, what="producers done")
-    service.stop()  # nobody tracks the transfer now; the buffer keeps the data
+    service.stop(signal.SIGKILL)  # a crash: nobody tracks the transfer now; the buffer keeps the data
     service.start()
     with service.client("alice") as api:
         assert [t.id for t in api.list()] == [view.id]
