@@ -51,6 +51,7 @@ class Service:
     root: Path
     pki: Pki
     overrides: dict[str, Any] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -80,7 +81,7 @@ class Service:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [str(VENV_BIN / "lclstream-api"), "--config", str(self.config_path)],
-                stdout=log, stderr=log, env=env_with_venv(), start_new_session=True)
+                stdout=log, stderr=log, env=env_with_venv(self.extra_env), start_new_session=True)
         wait_listening(self.port, self.proc)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
