@@ -59,7 +59,7 @@ class Buffer:
 
             self.output = ZmqOutput(cfg, self.board, self.stopped)
         try:
-            self.input = NngInput(cfg, self.board, self.fifo)
+            self.input = NngInput(cfg, self.board, self.fifo, on_error=self._fail)
         except BaseException:
             self._close_output()
             raise
@@ -83,6 +83,9 @@ class Buffer:
             board.transition(BufferState.DONE, reason, only_from=(BufferState.DRAINING,))
         except pynng.Closed:
             pass  # canceled or failed: the controlling thread closed the socket under us
+        except Exception as exc:  # anything else is a bug or a resource problem: fail, never hang
+            log.exception("sending failed")
+            self._fail(f"sending failed: {exc}")
         finally:
             self.finished.set()
 
@@ -91,6 +94,9 @@ class Buffer:
     def cancel(self, reason: str = "canceled") -> None:
         """Stop now (from any thread, e.g. a signal handler): state ``canceled``, sockets closed."""
         self._stop(BufferState.CANCELED, reason)
+
+    def _fail(self, reason: str) -> None:
+        self._stop(BufferState.FAILED, reason)
 
     def _stop(self, state: BufferState, reason: str) -> None:
         self.board.transition(state, reason)
@@ -121,7 +127,7 @@ class Buffer:
                 now = time.monotonic()
                 if (cfg.idle_timeout is not None and board.state is BufferState.WAITING
                         and now - started > cfg.idle_timeout):
-                    self._stop(BufferState.FAILED, f"no producer connected within {cfg.idle_timeout:g} seconds")
+                    self._fail(f"no producer connected within {cfg.idle_timeout:g} seconds")
                 if board.state is BufferState.DRAINING and not cfg.recv_dial:
                     self.input.stop_listening()
                 if now >= next_reconcile:

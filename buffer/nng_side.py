@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import pynng
 
@@ -94,8 +95,10 @@ def _tls(cfg: BufferConfig, url: str, *, dial: bool) -> pynng.TLSConfig | None:
 class NngInput:
     """The producer side: tracks producers, refuses them while draining, feeds the FIFO."""
 
-    def __init__(self, cfg: BufferConfig, board: StatusBoard, fifo: BoundedFifo) -> None:
+    def __init__(self, cfg: BufferConfig, board: StatusBoard, fifo: BoundedFifo,
+                 on_error: Callable[[str], None]) -> None:
         self.cfg = cfg
+        self.on_error = on_error
         self.board = board
         self.fifo = fifo
         self._pipes = PipeLedger()
@@ -195,6 +198,9 @@ class NngInput:
                 board.bytes_received += n
         except pynng.Closed:
             pass
+        except Exception as exc:  # anything else is a bug or a resource problem: fail, never hang
+            log.exception("receiving failed")
+            self.on_error(f"receiving failed: {exc}")
         finally:
             fifo.end_input()
 
