@@ -26,7 +26,7 @@ from lclstream_api.models import JobInfo, TransferOptions, TransferRecord, Trans
 from lclstream_api.ports import PortPool
 from lclstream_api.settings import ServiceConfig
 from lclstream_api.states import TransferState, can_transition, transition
-from lclstream_api.store import DuplicateKey, TransferStore
+from lclstream_api.store import DuplicateKey, PoolExhausted, TransferStore
 from psik.models import JobSpec
 from streamer.config import StreamerConfig, load_config
 
@@ -109,7 +109,7 @@ class TransferManager:
                 self.pool.release(record.id)
                 return dup.existing, False
             log.info("transfer %s requested by %s (%d ranks on %s)", record.id, caller, opts.ranks, opts.backend)
-        self._start(record)
+            self._start(record)  # under the lock: the reconciler must not save a copy without the jobs
         return self.store.get(record.id) or record, True
 
     def _check_options(self, opts: TransferOptions, caller: str) -> None:
@@ -130,7 +130,10 @@ class TransferManager:
 
     def _new_record(self, caller: str, request: TransferRequest, key: str | None) -> TransferRecord:
         transfer_id = uuid.uuid4().hex[:12]
-        recv_port, send_port = self.pool.allocate(transfer_id, 2)
+        try:
+            recv_port, send_port = self.pool.allocate(transfer_id, 2)
+        except PoolExhausted as exc:
+            raise Rejected(503, f"no free data ports for a new transfer ({exc}); try again later") from None
         scheme = "tls+tcp" if request.options.tls else "tcp"
         host = self.settings.public_host
         handler: dict[str, Any] = {"type": "NNGPushDataHandler", "url": f"{scheme}://{host}:{recv_port}",
@@ -152,35 +155,34 @@ class TransferManager:
         return self.settings.state_dir / "transfers" / transfer_id
 
     def _start(self, record: TransferRecord) -> None:
+        """Write the rewritten streamer config and submit the buffer job, then the producer job."""
         opts, cfg = record.options, self.settings
-        folder = self.transfer_dir(record.id)
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        config_file = folder / "streamer.yaml"
-        config: StreamerConfig = load_config(record.config)  # the rewritten config must still be valid
-        config_file.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-        scheme = "tls+tcp" if opts.tls else "tcp"
-        bind = cfg.bind_host
-        duration = (opts.total_timeout or 24 * 3600) / 60 + 1
-        bscript = buffer_script(cfg, f"{scheme}://{bind}:{record.ports[0]}", f"{scheme}://{bind}:{record.ports[1]}",
-                                folder / "buffer-status.json", opts.max_bytes, opts.idle_timeout, opts.tls,
-                                opts.ranks)
-        pscript = producer_script(cfg, config_file, opts.ranks)
         self._set_state(record, TransferState.STARTING, "starting buffer and producer jobs")
         try:
-            bjob = self.launcher.submit(job_spec(f"buffer-{record.id}", bscript, cfg.buffer_backend,
-                                                 cfg.callback_url(JOB, record.id), record.cb_secret,
-                                                 1, duration), record.owner)
+            folder = self.transfer_dir(record.id)
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            config_file = folder / "streamer.yaml"
+            config: StreamerConfig = load_config(record.config)  # the rewritten config must still be valid
+            config_file.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+            scheme = "tls+tcp" if opts.tls else "tcp"
+            bind = cfg.bind_host
+            duration = (opts.total_timeout or 24 * 3600) / 60 + 1
+            bscript = buffer_script(cfg, f"{scheme}://{bind}:{record.ports[0]}",
+                                    f"{scheme}://{bind}:{record.ports[1]}", folder / "buffer-status.json",
+                                    opts.max_bytes, opts.idle_timeout, opts.tls, opts.ranks)
+            pscript = producer_script(cfg, config_file, opts.ranks)
+            callback = cfg.callback_url(JOB, record.id)
+            bjob = self.launcher.submit(job_spec(f"buffer-{record.id}", bscript, cfg.buffer_backend, callback,
+                                                 record.cb_secret, 1, duration), record.owner)
             record.jobs[BUFFER] = JobInfo(jobid=bjob)
             self.store.save(record)
-            pjob = self.launcher.submit(job_spec(f"producer-{record.id}", pscript, opts.backend,
-                                                 cfg.callback_url(JOB, record.id), record.cb_secret,
-                                                 opts.ranks, duration), record.owner)
+            pjob = self.launcher.submit(job_spec(f"producer-{record.id}", pscript, opts.backend, callback,
+                                                 record.cb_secret, opts.ranks, duration), record.owner)
             record.jobs[PRODUCER] = JobInfo(jobid=pjob)
             self.store.save(record)
         except Exception as exc:
             log.warning("transfer %s: starting jobs failed: %s", record.id, exc)
-            with self._lock:
-                self._fail(record, f"could not start jobs: {exc}")
+            self._fail(record, f"could not start jobs: {exc}")
             return
         log.info("transfer %s: buffer job %s, producer job %s", record.id, bjob, pjob)
 
@@ -235,11 +237,13 @@ class TransferManager:
                 return
             if kind == BUFFER:
                 try:
-                    record.buffer_status = BufferStatus.model_validate(body)
+                    status = BufferStatus.model_validate(body)
                 except ValidationError as exc:
                     log.warning("transfer %s: malformed buffer status skipped: %s", transfer_id, exc)
                     return
-                self.store.save(record)
+                if record.buffer_status is None or status.time >= record.buffer_status.time:
+                    record.buffer_status = status
+                    self.store.save(record)
             self.reconcile(record)
 
     def read_buffer_status(self, record: TransferRecord) -> None:
@@ -264,9 +268,7 @@ class TransferManager:
     def reconcile(self, record: TransferRecord, now: float | None = None) -> TransferRecord:
         """Bring one transfer's state up to date with its jobs and buffer. Safe to call any time."""
         with self._lock:
-            fresh = self.store.get(record.id)
-            if fresh is not None:
-                record = fresh.model_copy(update={"buffer_status": record.buffer_status or fresh.buffer_status})
+            record = self.store.get(record.id) or record  # the stored copy is the latest
             if record.state.terminal:
                 if any(job.state not in _JOB_DONE for job in record.jobs.values()):
                     self.refresh(record)  # keep the record's job states true until they have exited
