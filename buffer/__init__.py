@@ -1,1 +1,10 @@
-"""NNG-Stream: receive-once, send-once FIFO memory buffer. Imports nothing of the other packages."""
+"""NNG-Stream: receive-once, send-once FIFO memory buffer. Imports nothing of the other packages.
+
+- ``nng-stream`` (``buffer.cli``): the command line.
+- ``buffer.config.BufferConfig``: everything one buffer needs (pydantic; the CLI builds it).
+- ``buffer.engine.Buffer(cfg).run() -> BufferStatus``: run a buffer in-process.
+- ``buffer.status.BufferStatus`` / ``BufferState``: the status line, status file and callback body.
+- ``buffer.client.messages(url, tls=..., timeout=...)``: iterate a consumer's messages to the end.
+- ``buffer.client.Producer(url, tls=...)``: push messages; ``close()`` ends them explicitly.
+- ``buffer.callbacks.verify(body, secret, header)``: check a callback's ``x-hub-signature-256``.
+"""
