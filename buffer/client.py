@@ -27,6 +27,8 @@ from buffer.config import TLSFiles, check_nng_url, url_host
 from buffer.nng_side import msg_len
 from buffer.tls import tls_config
 
+NO_REDIAL_MS = 3_600_000
+
 
 class StreamTimeout(TimeoutError):
     """Nothing arrived (or could be sent) within the timeout."""
@@ -107,6 +109,8 @@ class Producer:
         confirmed = False
         try:
             self._hung_up.clear()
+            # once the buffer hangs up, do not dial it again (it would count a new producer)
+            self._sock.reconnect_time_min = self._sock.reconnect_time_max = NO_REDIAL_MS
             self._sock.send_timeout = int(self.close_timeout * 1000)
             self._sock.send(b"")
             deadline = time.monotonic() + self.close_timeout
