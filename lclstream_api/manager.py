@@ -34,6 +34,7 @@ log = logging.getLogger("lclstream_api")
 
 BUFFER, PRODUCER, JOB = "buffer", "producer", "job"
 _JOB_DONE = {"completed", "failed", "canceled"}
+JOB_LINGER = 30.0  # seconds a job may keep running after its transfer ended before it is canceled
 REQUESTED_GRACE = 120.0  # seconds a transfer may stay "requested" (create() submits its jobs well within)
 
 
@@ -205,16 +206,27 @@ class TransferManager:
         self._set_state(record, TransferState.FAILED, reason)
 
     def _finish(self, record: TransferRecord) -> None:
-        """Stop whatever still runs (unless it completed: its jobs are exiting) and give the ports back."""
-        for name, job in record.jobs.items():
-            if job.state not in _JOB_DONE and record.state is not TransferState.COMPLETED:
-                try:
-                    self.launcher.cancel(job.jobid)
-                except Exception as exc:
-                    log.warning("transfer %s: cancelling %s job %s failed: %s", record.id, name, job.jobid, exc)
+        """Stop whatever still runs and give the ports back.
+
+        Jobs that are ending on their own are left to it: all of them when the transfer completed, and
+        the buffer once its own status is final (done, failed, canceled).
+        """
+        buffer_ending = record.buffer_status is not None and record.buffer_status.state.final
+        spare = set(record.jobs) if record.state is TransferState.COMPLETED else {BUFFER} if buffer_ending else set()
+        self._cancel_jobs(record, f"transfer {record.state.value}", spare)
         self.pool.release(record.id)
         record.ports_released = True
         self.store.save(record)
+
+    def _cancel_jobs(self, record: TransferRecord, why: str, spare: set[str] | frozenset[str] = frozenset()) -> None:
+        for name, job in record.jobs.items():
+            if job.state in _JOB_DONE or name in spare:
+                continue
+            log.info("transfer %s: cancelling %s job %s (%s)", record.id, name, job.jobid, why)
+            try:
+                self.launcher.cancel(job.jobid)
+            except Exception as exc:
+                log.warning("transfer %s: cancelling %s job %s failed: %s", record.id, name, job.jobid, exc)
 
     def cancel(self, transfer_id: str, caller: str) -> TransferRecord:
         with self._lock:
@@ -273,6 +285,8 @@ class TransferManager:
                 if any(job.state not in _JOB_DONE for job in record.jobs.values()):
                     self.refresh(record)  # keep the record's job states true until they have exited
                     self.store.save(record)
+                    if (time.time() if now is None else now) - record.updated > JOB_LINGER:
+                        self._cancel_jobs(record, "still running after the transfer ended")
                 if not record.ports_released:
                     self._finish(record)
                 return record

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from tests.fixtures.pki import Pki
 from tests.lclstream_api.harness import VENV_BIN, Service, env_with_venv, synthetic_config, wait_for
 
 
@@ -65,3 +66,24 @@ def test_ctrl_c_during_get_cancels_the_transfer(service: Service, tmp_path: Path
     assert f"transfer {transfer_id} canceled" in err
     with service.client("alice") as api:
         assert api.status(transfer_id).state.value == "canceled"
+
+
+def test_no_producer_within_the_idle_timeout_fails_the_transfer(tmp_path: Path, api_pki: Pki) -> None:
+    hang = tmp_path / "hanging-mpirun"
+    hang.write_text("#!/bin/sh\nexec sleep 120\n")  # a launcher whose ranks never come up
+    hang.chmod(0o755)
+    backends = {"default": {"type": "local"}, "stuck": {"type": "local", "mpirun": str(hang)}}
+    service = Service(tmp_path / "svc", api_pki, overrides={"backends": backends})
+    try:
+        service.start()
+        with service.client("alice") as api:
+            view = api.request(synthetic_config(), {"ranks": 1, "backend": "stuck", "idle_timeout": 3})
+            final = wait_for(lambda: (v := api.status(view.id)).state.terminal and v, 90, what="terminal state")
+            assert final.state.value == "failed"
+            assert final.reason.startswith("buffer failed: ") and "producer" in final.reason, final.reason
+            stopped = wait_for(lambda: (v := api.status(view.id)).jobs["producer"].state == "canceled" and v, 30,
+                               what="producer job canceled")
+            assert stopped.jobs["buffer"].state == "failed"
+    finally:
+        service.stop()
+        service.cleanup_jobs()
