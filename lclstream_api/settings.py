@@ -1,4 +1,22 @@
-"""The service's own configuration (a YAML file given to ``lclstream-api --config``)."""
+"""The service's own configuration (a YAML file given to ``lclstream-api --config``).
+
+Example (every key but ``state_dir`` has a default)::
+
+    listen: https://0.0.0.0:8443            # the mutual-TLS API
+    callback_listen: http://127.0.0.1:8444  # loopback only: signed callbacks from buffers and jobs
+    state_dir: /var/lib/lclstream-api       # transfers.sqlite, per-transfer files, Psi-k jobs
+    certified_config: /etc/certified/lclstream-api
+    public_host: 203.0.113.10               # consumers pull from tcp://public_host:PORT
+    bind_host: 0.0.0.0                      # the buffers listen here
+    port_pool: {start: 20000, end: 20999}   # two ports per running transfer
+    admins: [operator]
+    limits: {concurrent_per_user: 4, max_ranks: 64}
+    backends:                               # Psi-k backends; users choose with options.backend
+      default: {type: local}
+      s3df: {type: slurm, queue_name: milano, project_name: lcls, mpirun: srun}
+    buffer_backend: default                 # buffers run on the data transfer node itself
+    data_tls: {cert: dtn.crt, key: dtn.key, ca: data-ca.crt}   # p256, for options.tls
+"""
 
 from __future__ import annotations
 
