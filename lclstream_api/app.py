@@ -78,6 +78,10 @@ def create_app(manager: TransferManager, caller_dependency: Callable[..., Any] |
 
     @app.exception_handler(Rejected)
     async def _rejected(_request: Request, exc: Rejected) -> JSONResponse:
+        if exc.field is not None:  # the same shape as FastAPI's own validation errors
+            loc = ["body", *exc.field.split(".")]
+            return JSONResponse({"detail": [{"loc": loc, "msg": exc.message, "type": "value_error"}]},
+                                status_code=exc.status)
         return JSONResponse({"detail": exc.message}, status_code=exc.status)
 
     @app.post("/v1/transfers", response_model=TransferView, status_code=201,

@@ -48,10 +48,11 @@ class JobLauncher(Protocol):
 class Rejected(Exception):
     """A request the service refuses; ``status`` is the HTTP status to answer with."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.field = field  # dotted path in the request body, for 422 answers
 
 
 class NotFound(Rejected):
@@ -115,19 +116,19 @@ class TransferManager:
 
     def _check_options(self, opts: TransferOptions, caller: str) -> None:
         if opts.ranks > self.settings.limits.max_ranks:
-            raise Rejected(422, f"options.ranks: {opts.ranks} is more than this service allows "
-                                f"({self.settings.limits.max_ranks})")
+            raise Rejected(422, f"{opts.ranks} is more than this service allows ({self.settings.limits.max_ranks})",
+                           "options.ranks")
         allowed = self.settings.allowed_backends or sorted(self.settings.backends)
         if opts.backend not in allowed:
-            raise Rejected(422, f"options.backend: {opts.backend!r} is not offered; choose one of {allowed}")
+            raise Rejected(422, f"{opts.backend!r} is not offered; choose one of {allowed}", "options.backend")
         try:
             self.launcher.check_backend(opts.backend, caller)
         except PermissionError as exc:
             raise Rejected(403, f"options.backend: {exc}") from exc
         except LookupError as exc:
-            raise Rejected(422, f"options.backend: {exc}") from exc
+            raise Rejected(422, str(exc), "options.backend") from exc
         if opts.tls and self.settings.data_tls is None:
-            raise Rejected(422, "options.tls: this service has no data_tls identity configured")
+            raise Rejected(422, "this service has no data_tls identity configured", "options.tls")
 
     def _new_record(self, caller: str, request: TransferRequest, key: str | None) -> TransferRecord:
         transfer_id = uuid.uuid4().hex[:12]
