@@ -107,8 +107,8 @@ class NngInput:
         tls = _tls(cfg, cfg.recv, dial=cfg.recv_dial)
         if tls is not None:
             self.sock.tls_config = tls
+        # counted before the pipe joins the socket: nng may deliver its messages before the post-add event
         self.sock.add_pre_pipe_connect_cb(self._pre_connect)
-        self.sock.add_post_pipe_connect_cb(self._connected)
         self.sock.add_post_pipe_remove_cb(self._removed)
         try:
             _attach(self.sock, cfg.recv, dial=cfg.recv_dial, role="--recv")
@@ -119,14 +119,11 @@ class NngInput:
 
     def _pre_connect(self, pipe: pynng.Pipe) -> None:
         with self.board.lock:
-            if self.board.state is BufferState.WAITING or self.board.state is BufferState.STREAMING:
+            if self.board.state is not BufferState.WAITING and self.board.state is not BufferState.STREAMING:
+                self.board.producers_refused += 1
+                log.info("refused a producer connection in state %s", self.board.state.value)
+                pipe.close()
                 return
-            self.board.producers_refused += 1
-        log.info("refused a producer connection in state %s", self.board.state.value)
-        pipe.close()
-
-    def _connected(self, pipe: pynng.Pipe) -> None:
-        with self.board.lock:
             if not self._pipes.add(pipe):
                 return
             self.board.producers_connected += 1
@@ -219,7 +216,9 @@ class NngOutput:
         tls = _tls(cfg, cfg.send, dial=cfg.send_dial)
         if tls is not None:
             self.sock.tls_config = tls
-        self.sock.add_post_pipe_connect_cb(self._connected)
+        # counted before the pipe joins the socket: Push0 may send to it before the post-add event,
+        # and a consumer that got data must be counted when the end markers go out
+        self.sock.add_pre_pipe_connect_cb(self._connected)
         self.sock.add_post_pipe_remove_cb(self._removed)
         try:
             _attach(self.sock, cfg.send, dial=cfg.send_dial, role="--send")
