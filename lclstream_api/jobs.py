@@ -26,7 +26,7 @@ def buffer_script(cfg: ServiceConfig, recv_url: str, send_url: str, status_file:
     args = [cfg.commands.nng_stream, "--recv", recv_url, "--send", send_url, "--producers", str(producers),
             "--max-bytes", str(max_bytes), "--idle-timeout", str(idle_timeout),
             "--status-file", str(status_file), "--report-interval", "1",
-            "--callback", "$LCLSTREAM_CALLBACK", "--cb-secret", "$LCLSTREAM_CB_SECRET"]
+            "--callback", "$LCLSTREAM_BUFFER_CALLBACK", "--cb-secret", "$LCLSTREAM_CB_SECRET"]
     if tls and cfg.data_tls is not None:
         args += ["--cert", str(cfg.data_tls.cert), "--key", str(cfg.data_tls.key), "--ca", str(cfg.data_tls.ca)]
     return _script(args)
@@ -44,9 +44,10 @@ def _script(args: list[str]) -> str:
 
 
 def job_spec(name: str, script: str, backend: str, callback: str, secret: str, processes: int,
-             duration_minutes: float) -> JobSpec:
+             duration_minutes: float, environment: dict[str, str] | None = None) -> JobSpec:
+    """A Psi-k job whose state changes are posted, signed with ``secret``, to ``callback``."""
     return JobSpec(name=name, script=script, backend=backend, callback=callback, cb_secret=secret,
-                   environment={"LCLSTREAM_CALLBACK": callback, "LCLSTREAM_CB_SECRET": secret},
+                   environment=environment or {},
                    resources=Resources(process_count=processes, duration=duration_minutes))
 
 

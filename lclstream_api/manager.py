@@ -174,8 +174,11 @@ class TransferManager:
                                     opts.max_bytes, opts.idle_timeout, opts.tls, opts.ranks)
             pscript = producer_script(cfg, config_file, opts.ranks)
             callback = cfg.callback_url(JOB, record.id)
+            # the buffer posts its own status to the "buffer" route; the secret stays out of the script
+            buffer_env = {"LCLSTREAM_BUFFER_CALLBACK": cfg.callback_url(BUFFER, record.id),
+                          "LCLSTREAM_CB_SECRET": record.cb_secret}
             bjob = self.launcher.submit(job_spec(f"buffer-{record.id}", bscript, cfg.buffer_backend, callback,
-                                                 record.cb_secret, 1, duration), record.owner)
+                                                 record.cb_secret, 1, duration, buffer_env), record.owner)
             record.jobs[BUFFER] = JobInfo(jobid=bjob)
             self.store.save(record)
             pjob = self.launcher.submit(job_spec(f"producer-{record.id}", pscript, opts.backend, callback,
@@ -255,6 +258,9 @@ class TransferManager:
                     log.warning("transfer %s: malformed buffer status skipped: %s", transfer_id, exc)
                     return
                 if record.buffer_status is None or status.time >= record.buffer_status.time:
+                    if record.buffer_status is None or record.buffer_status.state != status.state:
+                        log.info("transfer %s: buffer reports %s%s", transfer_id, status.state.value,
+                                 f" ({status.reason})" if status.reason else "")
                     record.buffer_status = status
                     self.store.save(record)
             self.reconcile(record)
