@@ -16,6 +16,7 @@ import yaml
 
 from lclstream_api.receive import LEDGER_FILE, ledger_from_json, merge_ledgers, parse_filename, pull
 from lclstream_api.states import TransferState
+from tests.fixtures.pki import Pki
 from tests.lclstream_api.harness import VENV_BIN, Service, env_with_venv, synthetic_config, wait_for
 
 TERMINAL = {"completed", "failed", "canceled"}
@@ -54,16 +55,41 @@ def _pulse_ids(directory: Path) -> list[int]:
     return ids
 
 
-def test_full_transfer_two_ranks_two_consumers(service: Service, tmp_path: Path) -> None:
+def gated_mpirun(directory: Path) -> tuple[Path, Path]:
+    """A launcher that starts the real mpiexec only once the gate file exists (at most 60 s later)."""
+    gate, launcher = directory / "gate", directory / "gated-mpirun"
+    launcher.write_text(f"#!/bin/sh\nfor i in $(seq 600); do [ -e {gate} ] && break; sleep 0.1; done\n"
+                        f'exec {VENV_BIN / "mpiexec"} "$@"\n')
+    launcher.chmod(0o755)
+    return gate, launcher
+
+
+def test_full_transfer_two_ranks_two_consumers(tmp_path: Path, api_pki: Pki) -> None:
     events = 48
+    gate, launcher = gated_mpirun(tmp_path)
+    backends = {"default": {"type": "local"}, "gated": {"type": "local", "mpirun": str(launcher)}}
+    service = Service(tmp_path / "svc", api_pki, overrides={"backends": backends})
+    try:
+        service.start()
+        _full_transfer(service, tmp_path, events, gate)
+    finally:
+        service.stop()
+        service.cleanup_jobs()
+
+
+def _full_transfer(service: Service, tmp_path: Path, events: int, gate: Path) -> None:
     with service.client("alice") as api:
-        view = api.request(synthetic_config(events=events, batch=4), {"ranks": 2, "idle_timeout": 60})
+        view = api.request(synthetic_config(events=events, batch=4), {"ranks": 2, "backend": "gated"})
         assert view.owner == "alice" and view.url.startswith("tcp://127.0.0.1:")
-        assert view.state in (TransferState.STARTING, TransferState.STREAMING, TransferState.DRAINING)
+        assert view.state is TransferState.STARTING
         outs = [tmp_path / "c0", tmp_path / "c1"]
-        # two consumers dial at once, long before the MPI producers are up (they take seconds to start)
         with ThreadPoolExecutor(2) as pool:
-            receivers = list(pool.map(lambda out: pull(view.url, out, idle_timeout=60), outs))
+            pulls = [pool.submit(pull, view.url, out, idle_timeout=60) for out in outs]
+            # both consumers are connected before the producers start, so the stream is really shared
+            wait_for(lambda: (m := api.status(view.id).metrics) is not None and m.consumers_connected == 2, 60,
+                     what="two consumers connected")
+            gate.touch()
+            receivers = [p.result(timeout=120) for p in pulls]
         for receiver in receivers:
             assert receiver.ended and not receiver.ledger.duplicates, receiver.summary()
         ledgers = [ledger_from_json(json.loads((out / LEDGER_FILE).read_text())) for out in outs]
