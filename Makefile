@@ -11,7 +11,7 @@ export LCLSTREAM_CACHE ?= $(CURDIR)/.cache
 # command:Debian package pairs; a package is installed only when its command is missing
 APT_NEEDS := java:default-jre-headless mvn:maven slurmctld:slurm-wlm slurmd:slurm-wlm sbatch:slurm-client munged:munge
 
-.PHONY: test demo venv lint apt clean
+.PHONY: test demo demo-streamer venv lint apt clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ test: venv apt lint
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest
 
 demo: venv
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m lclstream_api.demo
+
+demo-streamer: venv
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m streamer.demo
 
 clean:
