@@ -31,7 +31,7 @@ apt:
 	fi
 
 lint: venv
-	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff check --no-cache .
 
 test: venv apt lint
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest

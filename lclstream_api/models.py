@@ -7,10 +7,10 @@ import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from streamer.config import StreamerConfig
 
 from buffer.status import BufferStatus
 from lclstream_api.states import TransferState, Transition
+from streamer.config import StreamerConfig
 
 
 class TransferOptions(BaseModel):
