@@ -10,7 +10,6 @@ import json
 import multiprocessing
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -21,16 +20,11 @@ from typing import Any
 
 from buffer.config import TLSFiles
 from buffer.status import BufferState, BufferStatus
+from tests.fixtures.net import free_port
 
 HEADER = struct.Struct("<II")
 SPAWN = multiprocessing.get_context("spawn")
 NNG_STREAM = shutil.which("nng-stream") or str(Path(sys.executable).with_name("nng-stream"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tcp_url(scheme: str = "tcp") -> str:

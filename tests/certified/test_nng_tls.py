@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import socket
 from pathlib import Path
 
 import pynng
@@ -12,13 +11,8 @@ import pytest
 from certified.errors import CertifiedError
 from certified.nng import tls_config
 from tests.certified.nng_sender import send_messages
+from tests.fixtures.net import free_port
 from tests.fixtures.pki import make_identity, make_pki
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_pair_over_tls_with_p256_identities(tmp_path: Path) -> None:

@@ -1,7 +1,6 @@
 """NNGPushDataHandler delivers every message to a real pynng Pull0 receiver running as its own process."""
 
 import json
-import socket
 import subprocess
 import sys
 import textwrap
@@ -16,6 +15,7 @@ from certified.config import Layout
 from streamer.base import MessageInfo, RunContext
 from streamer.envelope import PayloadFormat
 from streamer.handlers.nng_push import NNGPushDataHandler, NNGPushDataHandlerConfig
+from tests.fixtures.net import free_port
 from tests.fixtures.pki import make_pki
 
 # A receiver process: listens (or dials), records envelopes in a StreamLedger until every rank's end
@@ -63,12 +63,6 @@ PRODUCER = textwrap.dedent("""
 """)
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def send_batches(config: NNGPushDataHandlerConfig, rank: int, nranks: int, batches: int) -> dict:
