@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from typing import NoReturn
 
 from pydantic import ValidationError
 
-from buffer.config import BufferConfig, TLSFiles
+from buffer.config import CB_SECRET_ENV, BufferConfig, TLSFiles
 from buffer.engine import Buffer
 from buffer.memory import single_arena
 from buffer.nng_side import EndpointError
@@ -67,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-interval", type=float, default=5.0, help="seconds between status lines")
     p.add_argument("--status-file", help="status JSON, rewritten atomically")
     p.add_argument("--callback", metavar="URL", help="POST each state change here")
-    p.add_argument("--cb-secret", help="HMAC-SHA256 secret for the x-hub-signature-256 header")
+    p.add_argument("--cb-secret", default=os.environ.get(CB_SECRET_ENV) or None,
+                   help=f"HMAC-SHA256 secret for the x-hub-signature-256 header (default: ${CB_SECRET_ENV}, "
+                        "which other users cannot read in the process list)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     return p
 

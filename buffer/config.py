@@ -51,6 +51,8 @@ NngUrl = Annotated[str, AfterValidator(check_nng_url)]
 ZmqUrl = Annotated[str, AfterValidator(check_zmq_url)]
 
 
+CB_SECRET_ENV = "NNG_STREAM_CB_SECRET"  # a secret taken from the environment stays out of `ps` listings
+
 class TLSFiles(BaseModel):
     """PEM files for mutual TLS: this side's certificate and key, and the CA every peer must be signed by."""
 

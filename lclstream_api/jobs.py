@@ -26,7 +26,7 @@ def buffer_script(cfg: ServiceConfig, recv_url: str, send_url: str, status_file:
     args = [cfg.commands.nng_stream, "--recv", recv_url, "--send", send_url, "--producers", str(producers),
             "--max-bytes", str(max_bytes), "--idle-timeout", str(idle_timeout),
             "--status-file", str(status_file), "--report-interval", "1",
-            "--callback", "$LCLSTREAM_BUFFER_CALLBACK", "--cb-secret", "$LCLSTREAM_CB_SECRET"]
+            "--callback", "$LCLSTREAM_BUFFER_CALLBACK"]  # the secret comes from $NNG_STREAM_CB_SECRET
     if tls and cfg.data_tls is not None:
         args += ["--cert", str(cfg.data_tls.cert), "--key", str(cfg.data_tls.key), "--ca", str(cfg.data_tls.ca)]
     return _script(args)

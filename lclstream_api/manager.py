@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import yaml
 from pydantic import ValidationError
 
+from buffer.config import CB_SECRET_ENV
 from buffer.status import BufferStatus
 from lclstream_api.jobs import JobSnapshot, buffer_script, job_spec, producer_script
 from lclstream_api.models import JobInfo, TransferOptions, TransferRecord, TransferRequest, config_hash
@@ -175,8 +176,9 @@ class TransferManager:
             pscript = producer_script(cfg, config_file, opts.ranks)
             callback = cfg.callback_url(JOB, record.id)
             # the buffer posts its own status to the "buffer" route; the secret stays out of the script
+            # and out of the process list (nng-stream reads it from its environment)
             buffer_env = {"LCLSTREAM_BUFFER_CALLBACK": cfg.callback_url(BUFFER, record.id),
-                          "LCLSTREAM_CB_SECRET": record.cb_secret}
+                          CB_SECRET_ENV: record.cb_secret}
             bjob = self.launcher.submit(job_spec(f"buffer-{record.id}", bscript, cfg.buffer_backend, callback,
                                                  record.cb_secret, 1, duration, buffer_env), record.owner)
             record.jobs[BUFFER] = JobInfo(jobid=bjob)

@@ -15,8 +15,9 @@ def buffers(tmp_path: Path) -> Iterator[Callable[..., NngStream]]:
     """Start `nng-stream` processes; every one is stopped at the end of the test."""
     started: list[NngStream] = []
 
-    def start(*args: str, name: str = "buffer", report_interval: float = 0.2) -> NngStream:
-        b = NngStream(tmp_path, *args, name=name, report_interval=report_interval)
+    def start(*args: str, name: str = "buffer", report_interval: float = 0.2,
+              env: dict[str, str] | None = None) -> NngStream:
+        b = NngStream(tmp_path, *args, name=name, report_interval=report_interval, env=env)
         started.append(b)
         return b
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import shutil
 import signal
 import struct
@@ -146,13 +147,15 @@ def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> 
 class NngStream:
     """One `nng-stream` process with a status file; always stopped by ``stop()``."""
 
-    def __init__(self, tmp: Path, *args: str, name: str = "buffer", report_interval: float = 0.2) -> None:
+    def __init__(self, tmp: Path, *args: str, name: str = "buffer", report_interval: float = 0.2,
+                 env: dict[str, str] | None = None) -> None:
         self.status_path = tmp / f"{name}-status.json"
         self.stdout_path = tmp / f"{name}.stdout"
         self.stderr_path = tmp / f"{name}.stderr"
         cmd = [NNG_STREAM, *args, "--status-file", str(self.status_path), "--report-interval", str(report_interval)]
         with open(self.stdout_path, "w") as out, open(self.stderr_path, "w") as err:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=err)
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=err,
+                                         env=None if env is None else {**os.environ, **env})
 
     def status(self) -> BufferStatus | None:
         try:

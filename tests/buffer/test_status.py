@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from buffer.callbacks import SIGNATURE_HEADER, sign, verify
+from buffer.config import CB_SECRET_ENV
 from buffer.fifo import BoundedFifo
 from buffer.status import BufferState, BufferStatus
 from tests.buffer.helpers import consume, join_all, produce, start, tcp_url
@@ -60,9 +61,13 @@ def receiver() -> Iterator[Receiver]:
         r.close()
 
 
-def test_signed_callbacks_for_every_state_change(tmp_path, buffers, procs, receiver):
+@pytest.mark.parametrize("secret_from", ["option", "environment"])
+def test_signed_callbacks_for_every_state_change(tmp_path, buffers, procs, receiver, secret_from):
     recv, send = tcp_url(), tcp_url()
-    buf = buffers("--recv", recv, "--send", send, "--callback", receiver.url, "--cb-secret", SECRET)
+    if secret_from == "option":
+        buf = buffers("--recv", recv, "--send", send, "--callback", receiver.url, "--cb-secret", SECRET)
+    else:  # kept out of the process list
+        buf = buffers("--recv", recv, "--send", send, "--callback", receiver.url, env={CB_SECRET_ENV: SECRET})
     consumer = start(consume, send, str(tmp_path / "c.json"))
     producer = start(produce, recv, 0, 30, 1024, str(tmp_path / "p0.json"))
     procs += [consumer, producer]
