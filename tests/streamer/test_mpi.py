@@ -125,21 +125,24 @@ def step():
 try:
     setup_together(context, step)
 except SetupError as exc:
-    print(f"rank {rank} SetupError: {exc}")
+    outcome = f"rank {rank} SetupError: {exc}"
 except OSError as exc:
-    print(f"rank {rank} own error: {exc.filename}")
+    outcome = f"rank {rank} own error: {exc.filename}"
 else:
-    print(f"rank {rank} carried on")
+    outcome = f"rank {rank} carried on"
+# one file per rank: mpiexec may interleave the ranks' stdout within a line
+with open(f"{sys.argv[1]}/rank{rank}.txt", "w") as f:
+    f.write(outcome)
 """
 
 
 def test_a_setup_failure_on_one_rank_stops_every_rank(tmp_path: Path) -> None:
     script = tmp_path / "setup_check.py"
     script.write_text(SETUP_SCRIPT)
-    result = subprocess.run([str(VENV_BIN / "mpiexec"), "-n", "2", sys.executable, str(script)],
+    result = subprocess.run([str(VENV_BIN / "mpiexec"), "-n", "2", sys.executable, str(script), str(tmp_path)],
                             capture_output=True, text=True, timeout=120, env=cli_env(), check=False)
     assert result.returncode == 0, result.stderr
-    lines = sorted(line for line in result.stdout.splitlines() if line.startswith("rank "))
+    lines = [(tmp_path / f"rank{rank}.txt").read_text() for rank in (0, 1)]
     assert lines == ["rank 0 SetupError: rank 1 could not start: No such file or directory: /data/only-on-rank-1.h5",
                      "rank 1 own error: /data/only-on-rank-1.h5"]
 
