@@ -12,34 +12,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
+from certified.service_client import ServiceClient, ServiceError
 from lclstream_api.models import TransferList, TransferOptions, TransferView
 from lclstream_api.states import TERMINAL, TransferState
 
 
-class TransferAPIError(RuntimeError):
-    """The service answered with an error; ``status`` is the HTTP status, ``detail`` its explanation."""
+class TransferAPIError(ServiceError):
+    """LCLStream-API answered with an error; ``status`` is the HTTP status, ``detail`` its explanation."""
 
-    def __init__(self, status: int, detail: Any) -> None:
-        self.status = status
-        self.detail = detail
-        super().__init__(f"HTTP {status}: {format_detail(detail)}")
-
-
-def format_detail(detail: Any) -> str:
-    """A readable sentence from a FastAPI error body (field paths for validation errors)."""
-    if isinstance(detail, list):
-        parts = []
-        for err in detail:
-            if isinstance(err, dict):
-                loc = ".".join(str(p) for p in err.get("loc", []) if p != "body")
-                parts.append(f"{loc}: {err.get('msg', err)}" if loc else str(err.get("msg", err)))
-            else:
-                parts.append(str(err))
-        return "; ".join(parts)
-    return str(detail)
+    service = "LCLStream-API"
 
 
 def load_request_config(source: str | Path | dict[str, Any]) -> dict[str, Any]:
@@ -55,37 +38,19 @@ def load_request_config(source: str | Path | dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-class TransferClient:
-    """Request, inspect, list and cancel transfers over mutual TLS."""
+class TransferClient(ServiceClient):
+    """Request, inspect, list and cancel transfers over mutual TLS.
 
-    def __init__(self, server: str | None = None, config_dir: str | Path | None = None, *,
-                 http: httpx.Client | None = None, timeout: float = 60.0) -> None:
-        if http is None:
-            if server is None:
-                raise ValueError("give a server alias or URL, or an httpx client")
-            from certified.http import client
+    ``TransferClient(server_alias_or_url, certified_config_dir)`` or ``TransferClient(http=httpx_client)``.
+    """
 
-            http = client(server, config_dir, timeout=timeout)
-        self.http = http
+    error = TransferAPIError
 
     def __enter__(self) -> TransferClient:
         return self
 
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.http.close()
-
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.http.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise TransferAPIError(response.status_code, detail)
-        return response.json()
+        return self._request(method, path, **kwargs).json()
 
     def request(self, config: str | Path | dict[str, Any], options: TransferOptions | dict[str, Any] | None = None,
                 *, idempotency_key: str | None = None) -> TransferView:

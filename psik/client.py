@@ -6,11 +6,9 @@ the models of ``psik.models``, so an Airflow hook or the transfer API can take e
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
-import httpx
-
+from certified.service_client import ServiceClient, ServiceError
 from psik.config import load_config
 from psik.manager import JobManager
 from psik.models import BackendInfo, JobList, JobRecord, JobSpec, JobState, PsikConfig
@@ -18,68 +16,45 @@ from psik.models import BackendInfo, JobList, JobRecord, JobSpec, JobState, Psik
 Stream = Literal["stdout", "stderr"]
 
 
-class PsikAPIError(RuntimeError):
+class PsikAPIError(ServiceError):
     """Psik-API answered with an error: ``status`` is the HTTP code, ``detail`` what it said."""
 
-    def __init__(self, status: int, detail: Any) -> None:
-        super().__init__(f"Psik-API error {status}: {detail}")
-        self.status = status
-        self.detail = detail
+    service = "Psik-API"
 
 
 def _spec(spec: JobSpec | dict[str, Any]) -> JobSpec:
     return spec if isinstance(spec, JobSpec) else JobSpec.model_validate(spec)
 
 
-class PsikClient:
-    def __init__(self, alias_or_url: str, config_dir: str | Path | None = None, *,
-                 http: httpx.Client | None = None) -> None:
-        if http is None:
-            from certified.http import client
+class PsikClient(ServiceClient):
+    """Psik-API over mutual TLS: ``PsikClient(alias_or_url, certified_config_dir)`` or ``PsikClient(http=...)``."""
 
-            http = client(alias_or_url, config_dir)
-        self.http = http
+    error = PsikAPIError
 
     def __enter__(self) -> PsikClient:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.http.close()
-
-    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        response = self.http.request(method, path, **kwargs)
-        if response.is_error:
-            try:
-                detail = response.json().get("detail")
-            except ValueError:
-                detail = response.text
-            raise PsikAPIError(response.status_code, detail)
-        return response
-
     def backends(self) -> list[BackendInfo]:
-        return [BackendInfo.model_validate(b) for b in self._call("GET", "/v1/backends").json()]
+        return [BackendInfo.model_validate(b) for b in self._request("GET", "/v1/backends").json()]
 
     def submit(self, spec: JobSpec | dict[str, Any]) -> JobRecord:
         body = _spec(spec).model_dump(mode="json", exclude_none=True)
-        return JobRecord.model_validate(self._call("POST", "/v1/jobs", json=body).json())
+        return JobRecord.model_validate(self._request("POST", "/v1/jobs", json=body).json())
 
     def get(self, jobid: str) -> JobRecord:
-        return JobRecord.model_validate(self._call("GET", f"/v1/jobs/{jobid}").json())
+        return JobRecord.model_validate(self._request("GET", f"/v1/jobs/{jobid}").json())
 
     def list(self, state: JobState | str | None = None, limit: int = 100, offset: int = 0) -> JobList:
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if state is not None:
             params["state"] = JobState(state).value
-        return JobList.model_validate(self._call("GET", "/v1/jobs", params=params).json())
+        return JobList.model_validate(self._request("GET", "/v1/jobs", params=params).json())
 
     def cancel(self, jobid: str) -> JobRecord:
-        return JobRecord.model_validate(self._call("DELETE", f"/v1/jobs/{jobid}").json())
+        return JobRecord.model_validate(self._request("DELETE", f"/v1/jobs/{jobid}").json())
 
     def rerun(self, jobid: str) -> JobRecord:
-        return JobRecord.model_validate(self._call("POST", f"/v1/jobs/{jobid}/rerun").json())
+        return JobRecord.model_validate(self._request("POST", f"/v1/jobs/{jobid}/rerun").json())
 
     def logs(self, jobid: str, stream: Stream = "stdout", jobndx: int | None = None,
              tail: int | None = None) -> str:
@@ -88,10 +63,10 @@ class PsikClient:
             params["jobndx"] = jobndx
         if tail is not None:
             params["tail"] = tail
-        return self._call("GET", f"/v1/jobs/{jobid}/logs", params=params).text
+        return self._request("GET", f"/v1/jobs/{jobid}/logs", params=params).text
 
     def file(self, jobid: str, path: str) -> str:
-        return self._call("GET", f"/v1/jobs/{jobid}/files", params={"path": path}).text
+        return self._request("GET", f"/v1/jobs/{jobid}/files", params={"path": path}).text
 
 
 class LocalPsik:
