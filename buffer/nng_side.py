@@ -8,6 +8,7 @@ therefore never forwarded as data.
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -48,6 +49,16 @@ def _attach(sock: pynng.Socket, url: str, *, dial: bool, role: str) -> None:
         raise EndpointError(f"cannot {verb} {role} URL {url}: {exc}") from None
 
 
+# Errors of a pipe's address lookup that mean its connection is gone while nng still lists the pipe.
+# nng's TLS transport can lose the close of a connection that ends while its pipe is not reading
+# (e.g. a Pull0 pipe holding a message the socket has not taken yet): the TCP socket is shut and
+# freed, but the pipe never fails, no remove event comes, and its address lookup fails with ENOTCONN.
+_DISCONNECTED = frozenset({
+    pynng.lib.NNG_ESYSERR + errno.ENOTCONN, pynng.lib.NNG_ECLOSED, pynng.lib.NNG_ECONNRESET,
+    pynng.lib.NNG_ECONNABORTED, pynng.lib.NNG_ECONNSHUT,
+})
+
+
 class PipeLedger:
     """Which pipes are counted as connected, robust to nng reporting a removal before the addition.
 
@@ -73,16 +84,24 @@ class PipeLedger:
         return False
 
     def vanished(self) -> list[pynng.Pipe]:
-        """Counted pipes nng no longer knows (their remove event was lost); they are uncounted here."""
+        """Counted pipes that are gone without a remove event; they are uncounted here.
+
+        Either nng no longer knows the pipe (its remove event was lost), or nng still lists it but its
+        connection is closed (see ``_DISCONNECTED``), so no remove event will ever come.
+        """
         lost = []
         for pipe in list(self._live.values()):
             try:
                 pipe.remote_address  # noqa: B018 - the lookup itself is the liveness check
             except pynng.NoEntry:
-                lost.append(pipe)
-                self._live.pop(pipe.id, None)
-            except pynng.NNGException:
-                pass  # transports without a remote address (inproc) cannot be checked
+                pass
+            except pynng.NNGException as exc:
+                if exc.errno not in _DISCONNECTED:
+                    continue  # transports without a remote address cannot be checked
+            else:
+                continue
+            lost.append(pipe)
+            self._live.pop(pipe.id, None)
         return lost
 
 

@@ -67,6 +67,24 @@ def produce(url: str, producer: int, count: int, size: int, result: str, delay: 
         Path(result).write_text(json.dumps(out))
 
 
+def push_and_hang_up(url: str, producer: int, count: int, size: int, pause: float, tls: dict | None = None) -> None:
+    """A bare Push0 producer (like the streamer's NNG handler): ``count`` messages, then close, no end marker."""
+    import pynng
+
+    from buffer.tls import tls_config
+
+    sock = pynng.Push0(send_timeout=10_000, send_buffer_size=0)
+    try:
+        if tls:
+            sock.tls_config = tls_config(TLSFiles(**tls), server=False, server_name="127.0.0.1")
+        sock.dial(url, block=True)
+        for seq in range(count):
+            sock.send(make_message(producer, seq, size))
+            time.sleep(pause)
+    finally:
+        sock.close()
+
+
 def consume(url: str, result: str, delay: float = 0.0, tls: dict | None = None, timeout: float = 60.0,
             log: str | None = None) -> None:
     """Receive until the end marker; ``log`` gets one line per message as it arrives (for killed consumers)."""

@@ -10,6 +10,7 @@ from tests.buffer.helpers import (
     consume_zmq,
     join_all,
     produce,
+    push_and_hang_up,
     read_json,
     start,
     tcp_url,
@@ -65,6 +66,32 @@ def test_tls_good_certificate_streams_and_bad_one_is_refused(tmp_path, buffers, 
     join_all([producer, consumer])
     assert buf.wait(30) == 0
     _all_received([tmp_path / "c.json"], {(0, s) for s in range(50)})
+
+
+def test_tls_producer_that_hangs_up_while_its_pipe_is_not_read_is_uncounted(tmp_path, buffers, procs, pki):
+    """nng's TLS transport can lose the close of a connection whose pipe is not reading at that moment.
+
+    With a one-message FIFO and no consumer yet, the buffer stops reading, so the producer's pipe holds
+    a message when the producer hangs up; nng then shuts the TCP socket but never fails the pipe nor
+    reports its removal. The buffer must still notice (the pipe's address lookup fails) and drain.
+    Each round hit this 4 times in 5 before the fix; three rounds keep the test from passing by luck.
+    """
+    server, client = pki["server"], tls_dict(pki["client"])
+    for rnd in range(3):
+        recv, send = tcp_url("tls+tcp"), tcp_url()
+        buf = buffers("--recv", recv, "--send", send, "--producers", "1", "--max-messages", "1",
+                      "--cert", server.cert, "--key", server.key, "--ca", server.ca, name=f"buffer{rnd}")
+        buf.wait_state(BufferState.WAITING)
+        producer = start(push_and_hang_up, recv, 0, 3, 256, 0.3, tls=client)
+        procs.append(producer)
+        join_all([producer], timeout=30)
+        result = tmp_path / f"c{rnd}.json"
+        consumer = start(consume, send, str(result), timeout=20)
+        procs.append(consumer)
+        st = buf.wait_state(BufferState.DONE, timeout=20)
+        join_all([consumer], timeout=30)
+        assert st.producers_connected == 0 and st.producers_total == 1 and st.messages_sent == 3
+        _all_received([result], {(0, s) for s in range(3)})
 
 
 def test_zeromq_output(tmp_path, buffers, procs):
