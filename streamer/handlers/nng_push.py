@@ -7,9 +7,11 @@ peer is up, failing with a clear error after ``connect_timeout_s``; ``role: serv
 consumer can prove completeness with ``StreamLedger``. Multi-part (SIMPLON) messages are packed with
 ``streamer.serializers.frames.pack_frames``.
 
-Nothing is lost at the end: NNG has no linger, so ``flush()`` and ``close()`` wait until the socket can
-send again, which with a zero send buffer happens only once the last message has been written to the
-transport. ``tls+tcp://`` URLs use ``tls_cert``/``tls_key`` (PEM files, own identity) and ``tls_ca``
+Nothing is lost at the end: NNG has no linger, so ``flush()`` waits until the socket can send again,
+which with a zero send buffer happens only once the last message has been written to the transport; and
+a client's ``close()`` then sends the transport end (an empty message, the NNG-Stream buffer's producer
+protocol) and waits until the receiver hangs up, which it does only after taking every message before
+it. Without that confirmation nng's TLS transport was seen to drop a last message at close. ``tls+tcp://`` URLs use ``tls_cert``/``tls_key`` (PEM files, own identity) and ``tls_ca``
 (PEM file of the CA that signed the peer, which is then required to present a certificate).
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import select
+import threading
 import time
 from pathlib import Path
 from typing import Literal
@@ -32,6 +35,7 @@ from streamer.serializers.frames import pack_frames
 
 log = logging.getLogger(__name__)
 SCHEMES = ("tcp", "tls+tcp", "ipc", "inproc", "ws", "wss")
+NO_REDIAL_MS = 24 * 3600 * 1000
 
 
 class NNGPushDataHandlerConfig(ComponentConfig):
@@ -44,6 +48,8 @@ class NNGPushDataHandlerConfig(ComponentConfig):
     tls_ca: Path | None = Field(None, description="PEM CA certificate that must have signed the peer")
     connect_timeout_s: float = Field(60.0, gt=0, description="how long a client retries dialing")
     send_timeout_s: float = Field(600.0, gt=0, description="give up when the peer takes no message this long")
+    close_timeout_s: float = Field(60.0, gt=0, description="how long a client waits for the receiver to confirm "
+                                                           "the end of its stream by hanging up")
 
     @model_validator(mode="after")
     def _check(self) -> NNGPushDataHandlerConfig:
@@ -109,6 +115,8 @@ class NNGPushDataHandler(DataHandler):
         super().__init__(config, context)
         self.config: NNGPushDataHandlerConfig = config
         self._socket: pynng.Push0 | None = None
+        self._hung_up = threading.Event()
+        self.end_confirmed: bool | None = None  # client role: did the receiver confirm the end by hanging up
 
     def open(self) -> None:
         cfg = self.config
@@ -118,6 +126,7 @@ class NNGPushDataHandler(DataHandler):
                              "listens) or run a single rank")
         socket = pynng.Push0(send_timeout=int(cfg.send_timeout_s * 1000), send_buffer_size=0,
                              tls_config=tls_config(cfg))
+        socket.add_post_pipe_remove_cb(lambda _pipe: self._hung_up.set())
         try:
             if cfg.role == "client":
                 dial_with_retry(socket, cfg.url, cfg.connect_timeout_s)
@@ -167,12 +176,29 @@ class NNGPushDataHandler(DataHandler):
                 log.info("rank %d: end of stream sent to %s after %d messages", self.context.rank, self.config.url,
                          self.messages_sent)
             self.flush()
+            if self.config.role == "client":
+                self._confirm_end()
         finally:
             self._socket.close()
             self._socket = None
 
+    def _confirm_end(self) -> None:
+        """Send the transport end and wait for the receiver to hang up (it has then taken everything)."""
+        assert self._socket is not None
+        self._hung_up.clear()
+        # once the receiver hangs up, do not dial it again (a buffer would count a new producer)
+        self._socket.reconnect_time_min = self._socket.reconnect_time_max = NO_REDIAL_MS
+        self._send(b"")
+        self.end_confirmed = self._hung_up.wait(self.config.close_timeout_s)
+        if self.end_confirmed:
+            log.info("rank %d: %s confirmed the end of the stream", self.context.rank, self.config.url)
+        else:
+            log.warning("rank %d: %s did not confirm the end of the stream within %g s (it did not hang up "
+                        "after the empty end message); the last messages may not have arrived",
+                        self.context.rank, self.config.url, self.config.close_timeout_s)
+
     def summary(self) -> dict:
-        return {**super().summary(), "url": self.config.url}
+        return {**super().summary(), "url": self.config.url, "end_confirmed": self.end_confirmed}
 
 
 register("data_handlers", Component(NNGPushDataHandlerConfig, NNGPushDataHandler))

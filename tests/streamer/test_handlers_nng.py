@@ -28,6 +28,9 @@ RECEIVER = textwrap.dedent("""
     from streamer.serializers import decode_payload
 
     url, nranks, deadline_s = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    hang_up = "--keep-connected" not in sys.argv
+    linger = 3.0 if not hang_up else 0.0  # a receiver that keeps the connection after the end
+    sys.argv = [a for a in sys.argv if a != "--keep-connected"]
     tls = None
     if len(sys.argv) > 4:
         cert, key, ca = (open(p).read() for p in sys.argv[4:7])
@@ -39,8 +42,13 @@ RECEIVER = textwrap.dedent("""
     ledger, pulse_ids, deadline = StreamLedger(), [], time.monotonic() + deadline_s
     while time.monotonic() < deadline and len(ledger.expected) < nranks:
         try:
-            message = sock.recv()
+            msg = sock.recv_msg()
         except pynng.Timeout:
+            continue
+        message = msg.bytes
+        if not message:  # a rank's transport end: hang up, as the buffer does, which confirms it
+            if hang_up:
+                msg.pipe.close()
             continue
         env, payload = unpack(message)
         ledger.record(env)
@@ -49,6 +57,7 @@ RECEIVER = textwrap.dedent("""
                 ids = fields.get("pulse_id", fields.get("frame"))  # SIMPLON images carry frame numbers
                 if ids is not None:
                     pulse_ids.extend(int(p) for p in numpy.atleast_1d(ids))
+    time.sleep(linger)
     sock.close()
     print(json.dumps({"complete": ledger.complete(), "gaps": ledger.describe_gaps(), "messages": ledger.messages,
                       "pulse_ids": sorted(pulse_ids)}), flush=True)
@@ -127,6 +136,7 @@ def test_two_ranks_deliver_every_message_with_end_markers(spawn) -> None:
     summaries = [finish(p) for p in producers]
     report = finish(receiver)
     assert [s["messages"] for s in summaries] == [6, 6]
+    assert [s["end_confirmed"] for s in summaries] == [True, True]
     assert report["complete"], report["gaps"]
     assert report["messages"] == 12
     assert report["pulse_ids"] == list(range(48))
@@ -142,6 +152,17 @@ def test_client_retries_until_receiver_starts(spawn) -> None:
     assert finish(producer)["messages"] == 3
     report = finish(receiver)
     assert report["complete"] and report["pulse_ids"] == list(range(12))
+
+
+def test_unconfirmed_end_is_reported_after_close_timeout(spawn) -> None:
+    """A receiver that keeps the connection open after the end: the rank gives up waiting and says so."""
+    url = f"tcp://127.0.0.1:{free_port()}"
+    receiver = spawn(RECEIVER, url, "1", "60", "--keep-connected")
+    wait_listening(receiver)
+    config = json.dumps({"type": "NNGPushDataHandler", "url": url, "role": "client", "close_timeout_s": 1})
+    summary = finish(spawn(PRODUCER, config, "0", "1", "2"))
+    assert summary["messages"] == 2 and summary["end_confirmed"] is False
+    assert finish(receiver)["complete"]
 
 
 def test_connect_timeout_is_a_clear_error() -> None:
