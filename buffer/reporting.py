@@ -30,19 +30,37 @@ def write_atomically(path: str, text: str) -> None:
         raise
 
 
+def progress_line(status: BufferStatus) -> str:
+    """One human-readable line: state, connections, counts and rates."""
+    return (f"{status.state.value:9} producers {status.producers_connected}/{status.producers_total}  "
+            f"consumers {status.consumers_connected}/{status.consumers_total}  "
+            f"in {status.messages_received} msg {status.bytes_received / 1e9:.2f} GB "
+            f"({status.receive_rate_bytes / 1e6:.1f} MB/s)  "
+            f"out {status.messages_sent} msg ({status.send_rate_bytes / 1e6:.1f} MB/s)  "
+            f"buffered {status.messages_buffered} msg {status.bytes_buffered / 1e6:.1f} MB")
+
+
 class Reporter:
     """Publishes snapshots: ``periodic`` every report interval, ``state_change`` on each transition."""
 
     def __init__(self, *, status_file: str | None, callback: CallbackPoster | None,
-                 stream: TextIO | None = None) -> None:
+                 stream: TextIO | None = None, terminal: TextIO | None = None) -> None:
         self.status_file = status_file
         self.callback = callback
         self.stream = stream if stream is not None else sys.stdout
+        # a person watching: one human line on stderr, rewritten in place, when stderr is a terminal
+        self.terminal = terminal if terminal is not None else (sys.stderr if sys.stderr.isatty() else None)
 
     def periodic(self, status: BufferStatus) -> None:
         line = status.model_dump_json()
         self._print(line)
         self._write_file(line)
+        if self.terminal is not None:
+            try:
+                self.terminal.write(f"\r{progress_line(status)} ")
+                self.terminal.flush()
+            except (OSError, ValueError):
+                self.terminal = None
 
     def state_change(self, status: BufferStatus) -> None:
         line = status.model_dump_json()
@@ -67,5 +85,11 @@ class Reporter:
             log.warning("cannot write status file %s: %s", self.status_file, exc)
 
     def close(self, timeout: float = 15.0) -> None:
+        if self.terminal is not None:
+            try:
+                self.terminal.write("\n")  # leave the last progress line on the screen
+                self.terminal.flush()
+            except (OSError, ValueError):
+                pass
         if self.callback is not None:
             self.callback.close(timeout)

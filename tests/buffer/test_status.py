@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +16,7 @@ from buffer.callbacks import SIGNATURE_HEADER, sign, verify
 from buffer.config import CB_SECRET_ENV
 from buffer.fifo import BoundedFifo
 from buffer.status import BufferState, BufferStatus
-from tests.buffer.helpers import consume, join_all, produce, start, tcp_url
+from tests.buffer.helpers import NNG_STREAM, consume, join_all, produce, start, tcp_url
 
 SECRET = "s3cret-for-tests"
 
@@ -147,3 +149,39 @@ def test_fifo_bounds_by_bytes_and_count():
     fifo.end_input()
     assert [fifo.get(), fifo.get(), fifo.get()] == [("b", 6), ("c", 1), ("d", 1)]
     assert fifo.get() is None
+
+
+def test_progress_line_on_a_terminal(tmp_path, procs):
+    """A person running nng-stream in a terminal sees one human line with counts and rates on stderr."""
+    recv, send = tcp_url(), tcp_url()
+    controller, terminal = os.openpty()
+    shown = b""
+    try:
+        buf = subprocess.Popen([NNG_STREAM, "--recv", recv, "--send", send, "--report-interval", "0.1"],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=terminal)
+        try:
+            consumer = start(consume, send, str(tmp_path / "c.json"))
+            producer = start(produce, recv, 0, 30, 1024, str(tmp_path / "p0.json"), delay=0.02)
+            procs += [consumer, producer]
+            join_all([producer, consumer])
+            assert buf.wait(60) == 0
+        finally:
+            if buf.poll() is None:
+                buf.kill()
+                buf.wait(10)
+        os.close(terminal)
+        terminal = -1
+        for _ in range(10_000):  # bounded: the terminal side is closed, so reads end with EIO or b""
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(controller)
+        if terminal >= 0:
+            os.close(terminal)
+    assert b"\rdone" in shown and b"producers 0/1" in shown and b"MB/s" in shown
+    assert b"out 30 msg" in shown
