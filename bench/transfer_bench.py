@@ -102,11 +102,16 @@ def direct(config: dict[str, Any], workdir: Path) -> tuple[float, float, int]:
                 if env.kind is MessageKind.END and len(ledger.expected) == 2:
                     break
             t1 = time.perf_counter()
-            proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
+        except BaseException:
+            proc.kill()
+            raise
+    # closing the socket hangs up on both ranks, which confirms the end of their streams
+    try:
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
     if not ledger.complete():
         raise RuntimeError(f"direct stream incomplete: {ledger.describe_gaps()}")
     return t1 - t0, t1 - (first or t1), nbytes
@@ -143,7 +148,8 @@ def buffer_only(config: dict[str, Any], workdir: Path) -> tuple[float, float, in
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="transfers for the latency figure")
-    parser.add_argument("--events", type=int, default=96, help="epix10k2M events for the throughput figure")
+    parser.add_argument("--events", type=int, default=1600,
+                        help="epix10k2M events for the throughput figure (1600: 6.6 GiB, long enough that process start-up does not dominate)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating direct/API rounds")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="transfer-bench-") as tmp, \
