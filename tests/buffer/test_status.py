@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import threading
 import time
@@ -17,6 +16,7 @@ from buffer.config import CB_SECRET_ENV
 from buffer.fifo import BoundedFifo
 from buffer.status import BufferState, BufferStatus
 from tests.buffer.helpers import NNG_STREAM, consume, join_all, produce, start, tcp_url
+from tests.fixtures.terminal import Terminal
 
 SECRET = "s3cret-for-tests"
 
@@ -154,11 +154,9 @@ def test_fifo_bounds_by_bytes_and_count():
 def test_progress_line_on_a_terminal(tmp_path, procs):
     """A person running nng-stream in a terminal sees one human line with counts and rates on stderr."""
     recv, send = tcp_url(), tcp_url()
-    controller, terminal = os.openpty()
-    shown = b""
-    try:
+    with Terminal() as term:
         buf = subprocess.Popen([NNG_STREAM, "--recv", recv, "--send", send, "--report-interval", "0.1"],
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=terminal)
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=term.fd)
         try:
             consumer = start(consume, send, str(tmp_path / "c.json"))
             producer = start(produce, recv, 0, 30, 1024, str(tmp_path / "p0.json"), delay=0.02)
@@ -169,19 +167,6 @@ def test_progress_line_on_a_terminal(tmp_path, procs):
             if buf.poll() is None:
                 buf.kill()
                 buf.wait(10)
-        os.close(terminal)
-        terminal = -1
-        for _ in range(10_000):  # bounded: the terminal side is closed, so reads end with EIO or b""
-            try:
-                chunk = os.read(controller, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            shown += chunk
-    finally:
-        os.close(controller)
-        if terminal >= 0:
-            os.close(terminal)
+        shown = term.read_all()
     assert b"\rdone" in shown and b"producers 0/1" in shown and b"MB/s" in shown
     assert b"out 30 msg" in shown

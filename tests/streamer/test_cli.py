@@ -10,6 +10,7 @@ from pathlib import Path
 import h5py
 import pytest
 
+from tests.fixtures.terminal import Terminal
 from tests.streamer.conftest import REPO, VENV_BIN, cli_env
 
 
@@ -106,26 +107,11 @@ def test_num_events_and_summary_json(lclstreamer, small_config, write_config, tm
 
 def test_progress_on_a_terminal(small_config, write_config, tmp_path: Path) -> None:
     config = write_config(small_config(tmp_path / "out", number_of_events=40, batch_size=2))
-    controller, terminal = os.openpty()
-    try:
+    with Terminal() as term:
         proc = subprocess.run([str(VENV_BIN / "lclstreamer"), "-c", str(config), "--log-level", "WARNING"],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=terminal, env=cli_env(),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=term.fd, env=cli_env(),
                               timeout=120, check=False)
-        os.close(terminal)
-        terminal = -1
-        shown = b""
-        while True:
-            try:
-                chunk = os.read(controller, 4096)
-            except OSError:  # EIO once the terminal side is closed and drained
-                break
-            if not chunk:
-                break
-            shown += chunk
-    finally:
-        os.close(controller)
-        if terminal >= 0:
-            os.close(terminal)
+        shown = term.read_all()
     assert proc.returncode == 0
     assert b"40/40 events" in shown and b"events/s" in shown
 
