@@ -21,8 +21,11 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pynng
+
+from buffer.memory import resident_bytes
 
 SPAWN = multiprocessing.get_context("spawn")
 NNG_STREAM = shutil.which("nng-stream") or str(Path(sys.executable).with_name("nng-stream"))
@@ -136,25 +139,23 @@ def run_case(transport: str, size: int, total: int, buffered: bool, tmp: str) ->
                                f"received {got} of {expected} messages")
         return expected * size / (last - t0) / 1e9
     finally:
-        stop.set()
-        for p in procs:
-            p.join(30)
-            if p.is_alive():
-                p.kill()
-        if buf is not None:
-            try:
-                buf.wait(30)
-            except subprocess.TimeoutExpired:
-                buf.kill()
-                buf.wait()
+        stop_all(stop, procs, buf, buffer_grace=30)
 
 
-def rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
+def stop_all(stop: Any, procs: list, buf: subprocess.Popen | None, buffer_grace: float) -> None:
+    """Tell the helper processes to stop, join (or kill) them, give the buffer ``buffer_grace`` s to exit."""
+    stop.set()
+    for p in procs:
+        p.join(30)
+        if p.is_alive():
+            p.kill()
+    if buf is None:
+        return
+    try:
+        buf.wait(buffer_grace)
+    except subprocess.TimeoutExpired:
+        buf.kill()
+        buf.wait()
 
 
 def slow_consumer_rss(tmp: str, size: int, total: int, max_bytes: int) -> tuple[int, int]:
@@ -167,7 +168,7 @@ def slow_consumer_rss(tmp: str, size: int, total: int, max_bytes: int) -> tuple[
     procs += [SPAWN.Process(target=producer, args=([recv], per_producer, size, ready, go, True)) for _ in range(2)]
     try:
         time.sleep(1.0)
-        idle = rss(buf.pid)
+        idle = resident_bytes(buf.pid)
         for p in procs:
             p.start()
         for _ in procs:
@@ -176,21 +177,14 @@ def slow_consumer_rss(tmp: str, size: int, total: int, max_bytes: int) -> tuple[
         peak = idle
         deadline = time.monotonic() + 600
         while buf.poll() is None and time.monotonic() < deadline:
-            peak = max(peak, rss(buf.pid))
+            peak = max(peak, resident_bytes(buf.pid))
             time.sleep(0.02)
         count = results.get(timeout=60)[0]
         if count != 2 * per_producer:
             raise RuntimeError(f"slow consumer received {count} of {2 * per_producer}")
         return peak, idle
     finally:
-        stop.set()
-        for p in procs:
-            p.join(30)
-            if p.is_alive():
-                p.kill()
-        if buf.poll() is None:
-            buf.kill()
-        buf.wait()
+        stop_all(stop, procs, buf, buffer_grace=0)
 
 
 def main() -> None:

@@ -24,3 +24,12 @@ def single_arena() -> bool:
         return bool(ctypes.CDLL(name).mallopt(M_ARENA_MAX, 1))
     except (OSError, AttributeError):
         return False
+
+
+def resident_bytes(pid: int) -> int:
+    """Resident memory (VmRSS) of a process in bytes, from /proc; 0 where it is not reported."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0

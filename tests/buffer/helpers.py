@@ -225,12 +225,3 @@ class NngStream:
 
 def tls_dict(files: TLSFiles) -> dict:
     return files.model_dump()
-
-
-def pid_rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-

@@ -6,11 +6,11 @@ import os
 import signal
 from pathlib import Path
 
+from buffer.memory import resident_bytes
 from buffer.status import BufferState
 from tests.buffer.helpers import (
     consume,
     join_all,
-    pid_rss,
     produce,
     read_json,
     start,
@@ -169,13 +169,13 @@ def test_slow_consumer_small_max_bytes_blocks_producers(tmp_path, buffers, procs
     recv, send = tcp_url(), tcp_url()
     buf = buffers("--recv", recv, "--send", send, "--max-bytes", str(limit), "--report-interval", "0.1",
                   "--producers", "2")
-    base_rss = pid_rss(buf.proc.pid)
+    base_rss = resident_bytes(buf.proc.pid)
     consumer = start(consume, send, str(tmp_path / "c.json"), delay=0.05)
     producers = [start(produce, recv, p, count, size, str(tmp_path / f"p{p}.json")) for p in range(2)]
     procs += producers + [consumer]
     peak = base_rss
     while consumer.is_alive() and buf.proc.poll() is None:
-        peak = max(peak, pid_rss(buf.proc.pid))
+        peak = max(peak, resident_bytes(buf.proc.pid))
         consumer.join(0.05)
     join_all(producers + [consumer])
     assert buf.wait(30) == 0
