@@ -111,6 +111,23 @@ def _tls(cfg: BufferConfig, url: str, *, dial: bool) -> pynng.TLSConfig | None:
     return tls_config(cfg.tls, server=not dial, server_name=url_host(url))
 
 
+def _open(sock: pynng.Socket, cfg: BufferConfig, url: str, *, dial: bool, role: str,
+          on_pre_add: Callable[[pynng.Pipe], None], on_removed: Callable[[pynng.Pipe], None]) -> pynng.Socket:
+    """Set up one side's socket: TLS for tls+tcp URLs, connection callbacks, then listen or dial.
+    The socket is closed again if it cannot attach (``EndpointError``)."""
+    tls = _tls(cfg, url, dial=dial)
+    if tls is not None:
+        sock.tls_config = tls
+    sock.add_pre_pipe_connect_cb(on_pre_add)
+    sock.add_post_pipe_remove_cb(on_removed)
+    try:
+        _attach(sock, url, dial=dial, role=role)
+    except EndpointError:
+        sock.close()
+        raise
+    return sock
+
+
 class NngInput:
     """The producer side: tracks producers, refuses them while draining, feeds the FIFO."""
 
@@ -122,18 +139,10 @@ class NngInput:
         self.fifo = fifo
         self._pipes = PipeLedger()
         self._listening_stopped = False
-        self.sock = pynng.Pull0(recv_max_size=cfg.max_message_size, recv_timeout=RECV_POLL_MS)
-        tls = _tls(cfg, cfg.recv, dial=cfg.recv_dial)
-        if tls is not None:
-            self.sock.tls_config = tls
         # counted before the pipe joins the socket: nng may deliver its messages before the post-add event
-        self.sock.add_pre_pipe_connect_cb(self._pre_connect)
-        self.sock.add_post_pipe_remove_cb(self._removed)
-        try:
-            _attach(self.sock, cfg.recv, dial=cfg.recv_dial, role="--recv")
-        except EndpointError:
-            self.sock.close()
-            raise
+        self.sock = _open(pynng.Pull0(recv_max_size=cfg.max_message_size, recv_timeout=RECV_POLL_MS), cfg,
+                          cfg.recv, dial=cfg.recv_dial, role="--recv", on_pre_add=self._pre_connect,
+                          on_removed=self._removed)
         self.thread = threading.Thread(target=self._run, name="recv", daemon=True)
 
     def _pre_connect(self, pipe: pynng.Pipe) -> None:
@@ -231,19 +240,10 @@ class NngOutput:
         assert cfg.send is not None
         self.board = board
         self._pipes = PipeLedger()
-        self.sock = pynng.Push0()
-        tls = _tls(cfg, cfg.send, dial=cfg.send_dial)
-        if tls is not None:
-            self.sock.tls_config = tls
         # counted before the pipe joins the socket: Push0 may send to it before the post-add event,
         # and a consumer that got data must be counted when the end markers go out
-        self.sock.add_pre_pipe_connect_cb(self._connected)
-        self.sock.add_post_pipe_remove_cb(self._removed)
-        try:
-            _attach(self.sock, cfg.send, dial=cfg.send_dial, role="--send")
-        except EndpointError:
-            self.sock.close()
-            raise
+        self.sock = _open(pynng.Push0(), cfg, cfg.send, dial=cfg.send_dial, role="--send",
+                          on_pre_add=self._connected, on_removed=self._removed)
 
     def _connected(self, pipe: pynng.Pipe) -> None:
         with self.board.lock:
