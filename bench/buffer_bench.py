@@ -11,6 +11,7 @@ peak RSS of a buffer fed by fast producers with one slow consumer (target <= max
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import shutil
@@ -21,7 +22,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pynng
 
@@ -86,14 +87,36 @@ def consumer(url: str, listen: bool, ready, stop, results, delay: float = 0.0) -
     results.put((count, nbytes, last))
 
 
-def start_buffer(recv: str, send: str, max_bytes: int, producers: int) -> subprocess.Popen:
+DIRECT_WAIT: list[str] = []  # --direct-wait passed through to nng-stream (default: its own)
+
+
+def start_buffer(recv: str, send: str, max_bytes: int, producers: int, status: str | None = None) -> subprocess.Popen:
     return subprocess.Popen([NNG_STREAM, "--recv", recv, "--send", send, "--max-bytes", str(max_bytes),
-                             "--producers", str(producers), "--report-interval", "3600"],
+                             "--producers", str(producers), "--report-interval", "3600", *DIRECT_WAIT,
+                             *(["--status-file", status] if status else [])],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def run_case(transport: str, size: int, total: int, buffered: bool, tmp: str) -> float:
-    """GB/s (10^9 bytes per second) from the start signal to the last message at any consumer."""
+def reap(buf: subprocess.Popen, grace: float) -> float:
+    """Wait up to ``grace`` s for the buffer to exit (else kill it); its CPU seconds (user + system)."""
+    deadline = time.monotonic() + grace
+    while True:
+        pid, status, usage = os.wait4(buf.pid, 0 if time.monotonic() > deadline else os.WNOHANG)
+        if pid:
+            buf.returncode = os.waitstatus_to_exitcode(status)
+            return usage.ru_utime + usage.ru_stime
+        if time.monotonic() > deadline:
+            buf.kill()
+        time.sleep(0.02)
+
+
+class Case(NamedTuple):
+    gbps: float  # 10^9 bytes per second from the start signal to the last message at any consumer
+    buffer_cpu: float = float("nan")  # CPU seconds of the buffer per GiB moved
+    direct: float = float("nan")  # fraction of messages the buffer passed on without copying them
+
+
+def run_case(transport: str, size: int, total: int, buffered: bool, tmp: str) -> Case:
     per_producer = max(total // size // 2, 1)
     ready, go, stop, results = SPAWN.Semaphore(0), SPAWN.Event(), SPAWN.Event(), SPAWN.Queue()
     procs = []
@@ -101,7 +124,8 @@ def run_case(transport: str, size: int, total: int, buffered: bool, tmp: str) ->
     try:
         if buffered:
             recv, send = make_url(transport, tmp, "recv"), make_url(transport, tmp, "send")
-            buf = start_buffer(recv, send, 256 * MiB, 2)
+            status = os.path.join(tmp, "status.json")
+            buf = start_buffer(recv, send, 256 * MiB, 2, status)
             time.sleep(1.0)
             cons = [SPAWN.Process(target=consumer, args=(send, False, ready, stop, results)) for _ in range(2)]
             prods = [SPAWN.Process(target=producer, args=([recv], per_producer, size, ready, go, True))
@@ -137,7 +161,13 @@ def run_case(transport: str, size: int, total: int, buffered: bool, tmp: str) ->
         if got != expected:
             raise RuntimeError(f"{transport} {size >> 20} MiB {'buffered' if buffered else 'direct'}: "
                                f"received {got} of {expected} messages")
-        return expected * size / (last - t0) / 1e9
+        gbps = expected * size / (last - t0) / 1e9
+        if buf is None:
+            return Case(gbps)
+        stop_all(stop, procs, None, 0)
+        cpu = reap(buf, 30)
+        final = json.loads(Path(status).read_text())
+        return Case(gbps, cpu / (expected * size / (1 << 30)), final["messages_direct"] / final["messages_sent"])
     finally:
         stop_all(stop, procs, buf, buffer_grace=30)
 
@@ -195,12 +225,16 @@ def main() -> None:
     ap.add_argument("--rss-max-mib", type=int, default=64, help="--max-bytes of the slow-consumer buffer")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each case; the best is reported")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--direct-wait", help="pass --direct-wait to nng-stream (0 = store and forward only)")
     args = ap.parse_args()
+    if args.direct_wait is not None:
+        DIRECT_WAIT.extend(["--direct-wait", args.direct_wait])
     total = args.total_mib * MiB
     load = open("/proc/loadavg").read().split()[0]
     print(f"{os.cpu_count()} CPUs, load average {load}; 2 producers, 2 consumers; best of {args.repeat}; "
           "GB/s = 10^9 B/s from the start signal to the last message received")
-    print(f"{'transport':>9} {'size':>6} {'direct':>8} {'buffered':>9} {'ratio':>6}")
+    print(f"{'transport':>9} {'size':>6} {'direct':>8} {'buffered':>9} {'ratio':>6} {'buffer CPU s/GiB':>17} "
+          f"{'not copied':>10}")
     with tempfile.TemporaryDirectory() as tmp:
         for transport in [] if args.skip_throughput else args.transports.split(","):
             for size_mib in (int(s) for s in args.sizes.split(",")):
@@ -209,9 +243,9 @@ def main() -> None:
                 for _ in range(args.repeat):  # alternate, so that changing machine load hits both alike
                     directs.append(run_case(transport, size, total, False, tmp))
                     buffereds.append(run_case(transport, size, total, True, tmp))
-                direct, buffered = max(directs), max(buffereds)
-                print(f"{transport:>9} {size_mib:>4}Mi {direct:>8.2f} {buffered:>9.2f} {buffered / direct:>6.2f}",
-                      flush=True)
+                direct, best = max(d.gbps for d in directs), max(buffereds, key=lambda c: c.gbps)
+                print(f"{transport:>9} {size_mib:>4}Mi {direct:>8.2f} {best.gbps:>9.2f} {best.gbps / direct:>6.2f} "
+                      f"{best.buffer_cpu:>17.2f} {best.direct:>10.0%}", flush=True)
         max_bytes = args.rss_max_mib * MiB
         peak, idle = slow_consumer_rss(tmp, 8 * MiB, max(total // 2, 4 * max_bytes), max_bytes)
         limit = max_bytes + 64 * MiB

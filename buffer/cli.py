@@ -26,7 +26,7 @@ EXIT_BAD_INPUT = 2
 _OPTIONS = {
     "recv": "--recv", "send": "--send", "send_zmq": "--send-zmq", "tls": "--cert/--key/--ca",
     "cert": "--cert", "key": "--key", "ca": "--ca", "max_bytes": "--max-bytes", "max_messages": "--max-messages",
-    "max_message_size": "--max-message-size", "producers": "--producers", "idle_timeout": "--idle-timeout",
+    "max_message_size": "--max-message-size", "direct_wait": "--direct-wait", "producers": "--producers", "idle_timeout": "--idle-timeout",
     "end_timeout": "--end-timeout", "report_interval": "--report-interval", "status_file": "--status-file",
     "callback": "--callback", "cb_secret": "--cb-secret",
 }
@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-bytes", type=_size, default=1 << 30, help="buffered bytes before producers block (1G)")
     p.add_argument("--max-messages", type=int, default=100_000, help="buffered messages before producers block")
     p.add_argument("--max-message-size", type=_size, default=0, help="largest message accepted (0 = any)")
+    p.add_argument("--direct-wait", type=float, default=0.05, metavar="SECONDS",
+                   help="how long a message may wait in its producer's connection for a free consumer, which "
+                        "then gets it without the buffer copying it (tcp/ipc URLs on both sides); after that it "
+                        "is copied into the buffer's memory (0.05; 0 = always copy)")
     p.add_argument("--producers", type=int, default=0, help="producers to expect before draining may start")
     p.add_argument("--idle-timeout", type=float, help="fail when no producer connects within this many seconds")
     p.add_argument("--end-timeout", type=float, default=30.0, help="seconds for consumers to take the end marker")
@@ -91,7 +95,7 @@ def config_from_args(args: argparse.Namespace) -> BufferConfig:
     return BufferConfig(
         recv=args.recv, send=args.send, send_zmq=args.send_zmq, recv_dial=args.recv_dial, send_dial=args.send_dial,
         tls=tls, max_bytes=args.max_bytes, max_messages=args.max_messages, max_message_size=args.max_message_size,
-        producers=args.producers, idle_timeout=args.idle_timeout, end_timeout=args.end_timeout,
+        direct_wait=args.direct_wait, producers=args.producers, idle_timeout=args.idle_timeout, end_timeout=args.end_timeout,
         report_interval=args.report_interval, status_file=args.status_file, callback=args.callback,
         cb_secret=args.cb_secret,
     )

@@ -85,6 +85,11 @@ class BufferConfig(BaseModel):
     max_bytes: int = Field(default=1 << 30, gt=0, description="buffered bytes before producers are blocked")
     max_messages: int = Field(default=100_000, gt=0, description="buffered messages before producers block")
     max_message_size: int = Field(default=0, ge=0, description="largest message accepted, 0 = unlimited")
+    direct_wait: float = Field(
+        default=0.05, ge=0,
+        description="seconds a message may wait in its producer's connection for a free consumer, which then "
+                    "receives it straight from that connection (tcp/ipc on both sides); after that the buffer "
+                    "copies it into memory. 0 copies every message (pure store and forward)")
     producers: int = Field(default=0, ge=0,
                            description="producers to expect before draining may start (0 = any number)")
     idle_timeout: float | None = Field(default=None, gt=0, description="seconds to wait for a first producer")

@@ -1,7 +1,10 @@
 """One buffer run: a receiving thread and a sending thread around a bounded FIFO, plus the lifecycle.
 
 ``waiting -> streaming -> draining -> done``; ``failed`` on idle timeout; ``canceled`` on ``cancel()``.
-Messages are forwarded as the ``pynng.Message`` objects nng received (no copy in Python).
+Each side is either plain sockets speaking nng's wire format (tcp:// and ipc://, ``socket_side``: a
+message a free consumer can take goes straight from the producer's connection into the consumer's,
+spliced by the kernel) or pynng (tls+tcp://, ws://, ...: ``nng_side``, messages forwarded as the
+``pynng.Message`` objects nng received). Either way no message is copied in Python.
 """
 
 from __future__ import annotations
@@ -19,13 +22,25 @@ from buffer.config import BufferConfig
 from buffer.fifo import BoundedFifo
 from buffer.nng_side import NngInput, NngOutput
 from buffer.reporting import Reporter
+from buffer.socket_side import CAN_SPLICE, SocketInput, SocketOutput
+from buffer.sp_wire import is_socket_url
 from buffer.status import BufferState, BufferStatus, StatusBoard
 
 log = logging.getLogger(__name__)
 
 
+class Input(Protocol):
+    thread: threading.Thread
+
+    def stop_listening(self) -> None: ...
+
+    def reconcile(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Output(Protocol):
-    def send(self, msg: pynng.Message) -> None: ...
+    def forward(self, fifo: BoundedFifo) -> None: ...
 
     def end(self, deadline: float, stopped: threading.Event) -> int: ...
 
@@ -48,18 +63,24 @@ class Buffer:
         self.reporter = reporter
         send_url = cfg.send if cfg.send is not None else f"zmq+{cfg.send_zmq}"
         self.board = StatusBoard(cfg.recv, send_url, os.getpid(), on_change=reporter.state_change)
-        self.fifo = BoundedFifo(cfg.max_bytes, cfg.max_messages)
+        socket_out = cfg.send is not None and is_socket_url(cfg.send)
+        direct = CAN_SPLICE and socket_out and is_socket_url(cfg.recv)
+        self.fifo = BoundedFifo(cfg.max_bytes, cfg.max_messages, cfg.direct_wait if direct else 0.0)
         self.stopped = threading.Event()
         self.finished = threading.Event()
         self.output: Output
-        if cfg.send is not None:
+        self.input: Input
+        if socket_out:
+            self.output = SocketOutput(cfg, self.board, self.fifo)
+        elif cfg.send is not None:
             self.output = NngOutput(cfg, self.board)
         else:
             from buffer.zmq_output import ZmqOutput  # pyzmq is only needed for this output
 
             self.output = ZmqOutput(cfg, self.board, self.stopped)
         try:
-            self.input = NngInput(cfg, self.board, self.fifo, on_error=self._fail)
+            input_side = SocketInput if is_socket_url(cfg.recv) else NngInput
+            self.input = input_side(cfg, self.board, self.fifo, on_error=self._fail)
         except BaseException:
             self._close_output()
             raise
@@ -68,14 +89,9 @@ class Buffer:
     # -- threads -------------------------------------------------------------------------------------
 
     def _send_loop(self) -> None:
-        board, fifo = self.board, self.fifo
+        board = self.board
         try:
-            while (item := fifo.get()) is not None:
-                msg, n = item
-                self.output.send(msg)
-                fifo.release(n)
-                board.messages_sent += 1
-                board.bytes_sent += n
+            self.output.forward(self.fifo)
             if self.stopped.is_set():
                 return
             left = self.output.end(time.monotonic() + self.cfg.end_timeout, self.stopped)

@@ -12,12 +12,14 @@ import errno
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pynng
 
 from buffer.config import BufferConfig, url_host
 from buffer.fifo import BoundedFifo
+from buffer.sp_wire import EndpointError
 from buffer.status import BufferState, StatusBoard
 from buffer.tls import tls_config
 
@@ -27,8 +29,19 @@ RECV_POLL_MS = 250  # receive timeout: how often the receiving thread notices dr
 END_MARKER_GAP = 0.02  # seconds between end markers, so a consumer can close before the next one
 
 
-class EndpointError(Exception):
-    """A socket could not listen on or dial its URL (address in use, bad address, ...)."""
+def fifo_items(fifo: BoundedFifo, board: StatusBoard) -> Iterator[tuple[Any, int]]:
+    """Yield each stored message in order; after the caller handed it on it is released and counted."""
+    while (got := fifo.get()) is not None:
+        yield got
+        fifo.release(got[1])
+        board.count_sent(got[1])
+
+
+def payload(item: Any, nbytes: int) -> Any:
+    """A buffer over a stored message's bytes without copying them (nng messages or bytes-likes)."""
+    if isinstance(item, pynng.Message):
+        return pynng.ffi.buffer(pynng.lib.nng_msg_body(item._nng_msg), nbytes)
+    return item
 
 
 def msg_len(msg: pynng.Message) -> int:
@@ -147,34 +160,23 @@ class NngInput:
 
     def _pre_connect(self, pipe: pynng.Pipe) -> None:
         with self.board.lock:
-            if self.board.state is not BufferState.WAITING and self.board.state is not BufferState.STREAMING:
-                self.board.producers_refused += 1
-                log.info("refused a producer connection in state %s", self.board.state.value)
-                pipe.close()
-                return
             if not self._pipes.add(pipe):
-                return
-            self.board.producers_connected += 1
-            self.board.producers_total += 1
-            self.board.transition(BufferState.STREAMING, only_from=(BufferState.WAITING,))
+                return  # already gone: its remove event came first
+            if not self.board.producer_joined():
+                self._pipes.remove(pipe)
+                pipe.close()
 
     def _removed(self, pipe: pynng.Pipe) -> None:
         with self.board.lock:
             if self._pipes.remove(pipe):
-                self._producer_gone()
-
-    def _producer_gone(self) -> None:
-        self.board.producers_connected -= 1
-        if self.board.producers_connected == 0 and self.board.producers_total >= self.cfg.producers:
-            self.board.transition(BufferState.DRAINING, f"all {self.board.producers_total} producers finished",
-                                  only_from=(BufferState.STREAMING,))
+                self.board.producer_left(self.cfg.producers)
 
     def reconcile(self) -> None:
         """Uncount producer connections that closed without nng reporting it (called periodically)."""
         with self.board.lock:
             for _pipe in self._pipes.vanished():
                 log.warning("a producer connection closed unreported; uncounting it")
-                self._producer_gone()
+                self.board.producer_left(self.cfg.producers)
 
     def _producer_ended(self, pipe: pynng.Pipe | None) -> None:
         """A producer sent its end marker: close its connection (a dialled upstream: stop redialling)."""
@@ -219,8 +221,7 @@ class NngInput:
                     self._producer_ended(msg.pipe)
                     continue
                 fifo.put(msg, n)
-                board.messages_received += 1
-                board.bytes_received += n
+                board.count_received(n)
         except pynng.Closed:
             pass
         except Exception as exc:  # anything else is a bug or a resource problem: fail, never hang
@@ -247,29 +248,28 @@ class NngOutput:
 
     def _connected(self, pipe: pynng.Pipe) -> None:
         with self.board.lock:
-            if not self._pipes.add(pipe):
-                return
-            self.board.consumers_connected += 1
-            self.board.consumers_total += 1
-        log.info("consumer connected (%d now)", self.board.consumers_connected)
+            if self._pipes.add(pipe):
+                self.board.consumer_joined()
 
     def _removed(self, pipe: pynng.Pipe) -> None:
         with self.board.lock:
-            if not self._pipes.remove(pipe):
-                return
-            self.board.consumers_connected -= 1
-        log.info("consumer disconnected (%d now)", self.board.consumers_connected)
+            if self._pipes.remove(pipe):
+                self.board.consumer_left()
 
     def reconcile(self) -> None:
         """Uncount consumer connections that closed without nng reporting it (called periodically)."""
         with self.board.lock:
             for _pipe in self._pipes.vanished():
                 log.warning("a consumer connection closed unreported; uncounting it")
-                self.board.consumers_connected -= 1
+                self.board.consumer_left()
 
-    def send(self, msg: pynng.Message) -> None:
-        """Hand one message to nng (blocks until a consumer is ready for it)."""
-        self.sock.send_msg(msg)
+    def forward(self, fifo: BoundedFifo) -> None:
+        """Hand every message to nng (each send blocks until a consumer is ready for it)."""
+        for item, _n in fifo_items(fifo, self.board):
+            if isinstance(item, pynng.Message):
+                self.sock.send_msg(item)
+            else:
+                self.sock.send(item)  # bytes from a socket-side input: nng copies them into a message
 
     def end(self, deadline: float, stopped: threading.Event) -> int:
         """Send end markers until every connected consumer has hung up; the number still connected.

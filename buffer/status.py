@@ -52,6 +52,7 @@ class BufferStatus(BaseModel):
     messages_buffered: int = 0
     bytes_buffered: int = 0
     end_markers_sent: int = 0
+    messages_direct: int = 0  # sent straight from a producer's connection, never copied into memory
     receive_rate_bytes: float = 0.0
     receive_rate_messages: float = 0.0
     send_rate_bytes: float = 0.0
@@ -61,8 +62,8 @@ class BufferStatus(BaseModel):
 class StatusBoard:
     """Counters written by the forwarding threads and pipe callbacks; snapshots computed on demand.
 
-    Each message counter has a single writer thread, so plain ints suffice; connection counts are
-    changed from nng's callback threads and share a lock.
+    Every counter is changed under one lock: several connection threads (and nng's callback threads)
+    write them.
     """
 
     def __init__(self, recv_url: str, send_url: str, pid: int,
@@ -85,6 +86,7 @@ class StatusBoard:
         self.messages_sent = 0
         self.bytes_sent = 0
         self.end_markers_sent = 0
+        self.messages_direct = 0
         self._last = (time.monotonic(), 0, 0, 0, 0)
         self._rates = (0.0, 0.0, 0.0, 0.0)
 
@@ -100,6 +102,52 @@ class StatusBoard:
             if self.on_change is not None:
                 self.on_change(self.snapshot())
             return True
+
+    # -- connections and counts, shared by every kind of input and output ------------------------------
+
+    def producer_joined(self) -> bool:
+        """Count a new producer connection; False (and counted as refused) once the stream is draining."""
+        with self.lock:
+            if self.state is not BufferState.WAITING and self.state is not BufferState.STREAMING:
+                self.producers_refused += 1
+                log.info("refused a producer connection in state %s", self.state.value)
+                return False
+            self.producers_connected += 1
+            self.producers_total += 1
+            log.info("producer connected (%d now)", self.producers_connected)
+            self.transition(BufferState.STREAMING, only_from=(BufferState.WAITING,))
+            return True
+
+    def producer_left(self, expected: int) -> None:
+        """A counted producer connection ended; draining starts once none is left and ``expected`` came."""
+        with self.lock:
+            self.producers_connected -= 1
+            log.info("producer disconnected (%d now)", self.producers_connected)
+            if self.producers_connected == 0 and self.producers_total >= expected:
+                self.transition(BufferState.DRAINING, f"all {self.producers_total} producers finished",
+                                only_from=(BufferState.STREAMING,))
+
+    def consumer_joined(self) -> None:
+        with self.lock:
+            self.consumers_connected += 1
+            self.consumers_total += 1
+            log.info("consumer connected (%d now)", self.consumers_connected)
+
+    def consumer_left(self) -> None:
+        with self.lock:
+            self.consumers_connected -= 1
+            log.info("consumer disconnected (%d now)", self.consumers_connected)
+
+    def count_received(self, nbytes: int) -> None:
+        with self.lock:
+            self.messages_received += 1
+            self.bytes_received += nbytes
+
+    def count_sent(self, nbytes: int, *, direct: bool = False) -> None:
+        with self.lock:
+            self.messages_sent += 1
+            self.bytes_sent += nbytes
+            self.messages_direct += direct
 
     def update_rates(self) -> None:
         """Recompute rates over the time since the previous call (called once per report interval)."""
@@ -124,7 +172,7 @@ class StatusBoard:
             consumers_connected=self.consumers_connected, consumers_total=self.consumers_total,
             messages_received=rm, bytes_received=rb, messages_sent=sm, bytes_sent=sb,
             messages_buffered=max(rm - sm, 0), bytes_buffered=max(rb - sb, 0),
-            end_markers_sent=self.end_markers_sent,
+            end_markers_sent=self.end_markers_sent, messages_direct=self.messages_direct,
             receive_rate_bytes=self._rates[0], receive_rate_messages=self._rates[1],
             send_rate_bytes=self._rates[2], send_rate_messages=self._rates[3],
         )

@@ -11,7 +11,8 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from buffer.config import BufferConfig
-from buffer.nng_side import END_MARKER_GAP, EndpointError
+from buffer.fifo import BoundedFifo
+from buffer.nng_side import END_MARKER_GAP, EndpointError, fifo_items, payload
 from buffer.status import StatusBoard
 
 log = logging.getLogger(__name__)
@@ -69,9 +70,10 @@ class ZmqOutput:
                 continue
         return False
 
-    def send(self, msg: pynng.Message) -> None:
-        if not self._send(msg.bytes, self.stopped):
-            raise pynng.Closed()  # same signal as the nng output being closed under it
+    def forward(self, fifo: BoundedFifo) -> None:
+        for item, n in fifo_items(fifo, self.board):
+            if not self._send(payload(item, n), self.stopped):
+                raise pynng.Closed()  # same signal as the nng output being closed under it
 
     def end(self, deadline: float, stopped: threading.Event) -> int:
         """One empty frame per connected consumer (PUSH round robin spreads them), then let them flush."""

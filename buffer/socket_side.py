@@ -1,0 +1,390 @@
+"""The buffer's sides on plain tcp:// and ipc:// sockets, speaking nng's wire format (``sp_wire``).
+
+One thread per connection. A producer connection's thread reads each message header and *offers*
+the message (``BoundedFifo.offer``); a consumer connection's thread takes the oldest message: a stored
+one is sent from memory, an offered one is spliced from the producer's socket through a pipe into the
+consumer's socket (``splice(2)``: the kernel moves page references, nothing is copied). Only a message
+that no consumer takes within ``direct_wait`` seconds is copied into the buffer's memory.
+
+A connection is only ever closed by the thread that owns it; others may ``shutdown`` it to wake it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+from enum import Enum
+
+from buffer.config import BufferConfig
+from buffer.fifo import BoundedFifo, Offer, Outcome, Signal, Stored
+from buffer.nng_side import payload
+from buffer.sp_wire import (
+    PULL0,
+    PUSH0,
+    Framing,
+    ProtocolError,
+    accepted,
+    connect,
+    framing,
+    handshake,
+    listen,
+    recv_exact,
+    unlink_ipc,
+)
+from buffer.status import BufferState, StatusBoard
+
+log = logging.getLogger(__name__)
+
+CAN_SPLICE = hasattr(os, "splice")  # Linux
+F_SETPIPE_SZ, F_GETPIPE_SZ = 1031, 1032
+PIPE_SIZE = 1 << 20  # the largest pipe an unprivileged process may ask for by default (pipe-max-size)
+TAKE_POLL = 0.25  # seconds between checks that an idle consumer is still connected
+REDIAL_MIN, REDIAL_MAX = 0.05, 1.0
+_HUNG_UP = select.POLLIN | select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
+
+
+class Connections:
+    """The live connections of one side, so closing the side can wake every thread blocked on them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._socks: set[socket.socket] = set()
+        self._threads: set[threading.Thread] = set()
+        self.closed = threading.Event()
+
+    def start(self, target: Callable[[socket.socket], object], sock: socket.socket, name: str) -> None:
+        thread = threading.Thread(target=target, args=(sock,), name=name, daemon=True)
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
+
+    def track(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._socks.add(sock)
+        if self.closed.is_set():
+            self._wake(sock)
+
+    def untrack(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._socks.discard(sock)
+            self._threads.discard(threading.current_thread())
+
+    def alive(self) -> int:
+        with self._lock:
+            return sum(1 for t in self._threads if t.is_alive())
+
+    @staticmethod
+    def _wake(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.closed.set()
+        with self._lock:
+            socks = list(self._socks)
+        for sock in socks:
+            self._wake(sock)
+
+    def join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+def _accept_loop(listener: socket.socket, conns: Connections, serve: Callable[[socket.socket], object],
+                 name: str, keep_going: Callable[[], bool]) -> None:
+    while keep_going() and not conns.closed.is_set():
+        try:
+            sock, _ = listener.accept()
+        except TimeoutError:
+            continue
+        except OSError:
+            return  # the listener was closed
+        conns.start(serve, accepted(sock), name)
+
+
+def _dial_loop(url: str, conns: Connections, serve: Callable[[socket.socket], bool],
+               keep_going: Callable[[], bool]) -> None:
+    """Dial until a connection ends the stream normally (``serve`` returns True), like an nng dialer."""
+    pause = REDIAL_MIN
+    while keep_going() and not conns.closed.is_set():
+        try:
+            sock = connect(url)
+        except OSError as exc:
+            log.debug("dialling %s: %s", url, exc)
+            conns.closed.wait(pause)
+            pause = min(pause * 2, REDIAL_MAX)
+            continue
+        pause = REDIAL_MIN
+        if serve(sock):
+            return
+
+
+class SocketInput:
+    """The producer side: one thread per producer connection, offering each message it reads."""
+
+    def __init__(self, cfg: BufferConfig, board: StatusBoard, fifo: BoundedFifo,
+                 on_error: Callable[[str], None]) -> None:
+        self.cfg, self.board, self.fifo, self.on_error = cfg, board, fifo, on_error
+        self.framing = framing(cfg.recv)
+        self.conns = Connections()
+        self.listener = None if cfg.recv_dial else listen(cfg.recv, "--recv")
+        self.thread = threading.Thread(target=self._run, name="recv", daemon=True)
+
+    def _taking_producers(self) -> bool:
+        return self.board.state in (BufferState.WAITING, BufferState.STREAMING)
+
+    def _run(self) -> None:
+        try:
+            if self.listener is not None:
+                _accept_loop(self.listener, self.conns, self._serve, "producer", self._taking_producers)
+            else:
+                _dial_loop(self.cfg.recv, self.conns, self._serve, self._taking_producers)
+            self.conns.join(60)  # connections still in their greeting; counted producers have all left
+        except Exception as exc:  # a bug or a resource problem: fail, never hang
+            log.exception("receiving failed")
+            self.on_error(f"receiving failed: {exc}")
+        finally:
+            self.fifo.end_input()
+
+    def _serve(self, sock: socket.socket) -> bool:
+        """Forward one producer connection; True if it ended with an end marker."""
+        self.conns.track(sock)
+        try:
+            try:
+                handshake(sock, PULL0, PUSH0)
+            except (ProtocolError, OSError) as exc:
+                log.warning("dropped a producer connection: %s", exc)
+                return False
+            if not self.board.producer_joined():
+                return False
+            try:
+                return self._forward(sock)
+            finally:
+                self.board.producer_left(self.cfg.producers)
+        finally:
+            self.conns.untrack(sock)
+            sock.close()
+
+    def _forward(self, sock: socket.socket) -> bool:
+        fifo, board, limit = self.fifo, self.board, self.cfg.max_message_size
+        header = bytearray(self.framing.size)
+        lane = fifo.open_lane(source=sock)
+        try:
+            while recv_exact(sock, memoryview(header)):
+                n = self.framing.length(header)
+                if n == 0:
+                    return True  # the producer's end marker: closing the connection confirms it
+                if limit and n > limit:
+                    log.warning("closed a producer connection: a %d-byte message is over --max-message-size %d",
+                                n, limit)
+                    return False
+                offer = fifo.offer(lane, n)
+                if offer.outcome is Outcome.STORE:
+                    body = bytearray(n)
+                    if not recv_exact(sock, memoryview(body)):
+                        fifo.unreserve(offer)
+                        return False
+                    fifo.put_offered(offer, body)
+                elif offer.outcome is not Outcome.DELIVERED:
+                    return False
+                board.count_received(n)
+            return False
+        except (OSError, ProtocolError) as exc:
+            if not self.conns.closed.is_set():
+                log.warning("a producer connection failed: %s", exc)
+            return False
+        finally:
+            fifo.close_lane(lane)
+
+    def stop_listening(self) -> None:
+        """Close the listener once draining, so later producers are refused by the OS itself."""
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+            unlink_ipc(self.cfg.recv)
+            log.info("stopped listening for producers on %s", self.cfg.recv)
+
+    def reconcile(self) -> None:
+        """Nothing to do: each connection's thread sees its end itself."""
+
+    def close(self) -> None:
+        self.conns.close()
+        self.stop_listening()
+
+
+class Relayed(Enum):
+    DELIVERED = "delivered"
+    NOT_STARTED = "not_started"  # the consumer was gone before anything was written
+    CONSUMER_LOST = "consumer_lost"  # the consumer went away mid-message; the rest was read and dropped
+    PRODUCER_LOST = "producer_lost"  # the producer went away mid-message; the consumer's stream is broken
+
+
+class Conduit:
+    """A pipe through which messages are spliced from a producer's socket into a consumer's socket."""
+
+    def __init__(self) -> None:
+        self.r, self.w = os.pipe2(os.O_CLOEXEC)
+        try:
+            self.size = fcntl.fcntl(self.w, F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:  # over the user's pipe allowance: the default size still works, in smaller steps
+            self.size = fcntl.fcntl(self.w, F_GETPIPE_SZ)
+
+    def _discard(self, nbytes: int) -> None:
+        while nbytes > 0:
+            nbytes -= len(os.read(self.r, min(nbytes, self.size)))
+
+    def relay(self, src: socket.socket, dst: socket.socket, header: bytes, nbytes: int) -> Relayed:
+        try:
+            dst.sendall(header, socket.MSG_MORE)
+        except OSError:
+            return Relayed.NOT_STARTED
+        src_fd, dst_fd = src.fileno(), dst.fileno()
+        left, consumer_ok = nbytes, True
+        while left > 0:
+            try:
+                got = os.splice(src_fd, self.w, min(left, self.size))
+            except OSError:
+                got = 0
+            if got == 0:
+                return Relayed.PRODUCER_LOST
+            left -= got
+            out = got
+            if consumer_ok:
+                try:
+                    while out > 0:
+                        out -= os.splice(self.r, dst_fd, out)
+                except OSError:
+                    consumer_ok = False
+            self._discard(out)  # nothing left, unless the consumer went away
+        return Relayed.DELIVERED if consumer_ok else Relayed.CONSUMER_LOST
+
+    def close(self) -> None:
+        os.close(self.r)
+        os.close(self.w)
+
+
+class SocketOutput:
+    """The consumer side: one thread per consumer connection taking the oldest message each time."""
+
+    def __init__(self, cfg: BufferConfig, board: StatusBoard, fifo: BoundedFifo) -> None:
+        assert cfg.send is not None
+        self.cfg, self.board, self.fifo = cfg, board, fifo
+        self.url = cfg.send
+        self.framing: Framing = framing(cfg.send)
+        self.conns = Connections()
+        self.listener = None if cfg.send_dial else listen(cfg.send, "--send")
+        self._thread = threading.Thread(target=self._run, name="send-accept", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        if self.listener is not None:
+            _accept_loop(self.listener, self.conns, self._serve, "consumer", lambda: True)
+        else:
+            _dial_loop(self.url, self.conns, self._serve, lambda: True)
+
+    def _serve(self, sock: socket.socket) -> bool:
+        """Feed one consumer connection; True once it took its end marker."""
+        self.conns.track(sock)
+        try:
+            try:
+                handshake(sock, PUSH0, PULL0)
+            except (ProtocolError, OSError) as exc:
+                log.warning("dropped a consumer connection: %s", exc)
+                return False
+            self.board.consumer_joined()
+            conduit = Conduit() if CAN_SPLICE else None
+            if conduit is not None:
+                self.fifo.taker_joined()
+            try:
+                return self._feed(sock, conduit)
+            finally:
+                if conduit is not None:
+                    self.fifo.taker_left()
+                    conduit.close()
+                self.board.consumer_left()
+        finally:
+            self.conns.untrack(sock)
+            sock.close()
+
+    def _feed(self, sock: socket.socket, conduit: Conduit | None) -> bool:
+        fifo, board = self.fifo, self.board
+        while True:
+            got = fifo.take(TAKE_POLL, direct=conduit is not None)
+            if got is Signal.TICK:
+                if _hung_up(sock, 0):
+                    return False
+            elif got is Signal.STOP:
+                return False
+            elif got is Signal.END:
+                self._end(sock)
+                return True
+            elif isinstance(got, Stored):
+                try:
+                    sock.sendall(self.framing.header(got.nbytes), socket.MSG_MORE)
+                    sock.sendall(payload(got.item, got.nbytes))
+                except OSError:
+                    fifo.requeue(got)  # it cannot have arrived whole: another consumer gets it
+                    return False
+                fifo.release(got.nbytes)
+                board.count_sent(got.nbytes)
+            elif isinstance(got, Offer):
+                assert conduit is not None
+                result = conduit.relay(got.lane.source, sock, self.framing.header(got.nbytes), got.nbytes)
+                if result is Relayed.NOT_STARTED:
+                    fifo.untake(got)
+                    return False
+                if result is Relayed.PRODUCER_LOST:
+                    log.warning("a producer went away in the middle of a message; closing the consumer "
+                                "connection that had its first part")
+                    fifo.finish(got, Outcome.PRODUCER_LOST)
+                    return False
+                board.count_sent(got.nbytes, direct=True)  # sent to a consumer that went away still counts, as with nng
+                fifo.finish(got, Outcome.DELIVERED)
+                if result is Relayed.CONSUMER_LOST:
+                    return False
+
+    def _end(self, sock: socket.socket) -> None:
+        """Send the end marker and wait for the consumer to hang up."""
+        try:
+            sock.sendall(self.framing.header(0))
+        except OSError:
+            return
+        with self.board.lock:
+            self.board.end_markers_sent += 1
+        _hung_up(sock, self.cfg.end_timeout)
+
+    def forward(self, fifo: BoundedFifo) -> None:
+        """Return once every message was handed to a consumer connection (their threads send them)."""
+        fifo.wait_drained()
+
+    def end(self, deadline: float, stopped: threading.Event) -> int:
+        """Wait until every consumer took its end marker and hung up; the number still connected."""
+        while self.board.consumers_connected > 0 and time.monotonic() < deadline and not stopped.is_set():
+            time.sleep(0.02)
+        return self.board.consumers_connected
+
+    def reconcile(self) -> None:
+        """Nothing to do: each connection's thread sees its end itself."""
+
+    def close(self) -> None:
+        self.conns.close()
+        if self.listener is not None:
+            self.listener.close()
+            unlink_ipc(self.url)
+        self._thread.join(2)
+        self.conns.join(5)
+
+
+def _hung_up(sock: socket.socket, timeout: float) -> bool:
+    """True once the peer closed (a Pull0 consumer never sends anything after its greeting)."""
+    poller = select.poll()
+    poller.register(sock, _HUNG_UP)
+    return bool(poller.poll(int(timeout * 1000)))
