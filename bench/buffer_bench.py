@@ -97,6 +97,12 @@ def start_buffer(recv: str, send: str, max_bytes: int, producers: int, status: s
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def reap(buf: subprocess.Popen, grace: float) -> float:
     """Wait up to ``grace`` s for the buffer to exit (else kill it); its CPU seconds (user + system)."""
     deadline = time.monotonic() + grace
@@ -112,7 +118,7 @@ def reap(buf: subprocess.Popen, grace: float) -> float:
 
 class Case(NamedTuple):
     gbps: float  # 10^9 bytes per second from the start signal to the last message at any consumer
-    buffer_cpu: float = float("nan")  # CPU seconds of the buffer per GiB moved
+    buffer_cpu: float = float("nan")  # CPU seconds of the buffer per GiB moved, start signal to last message
     direct: float = float("nan")  # fraction of messages the buffer passed on without copying them
 
 
@@ -145,6 +151,7 @@ def run_case(transport: str, size: int, total: int, buffered: bool, tmp: str) ->
         for _ in prods:
             ready.acquire(timeout=60)
         time.sleep(1.0)  # let every dial connect
+        cpu0 = cpu_seconds(buf.pid) if buf else 0.0
         t0 = time.time()
         go.set()
         expected = 2 * per_producer
@@ -158,6 +165,7 @@ def run_case(transport: str, size: int, total: int, buffered: bool, tmp: str) ->
             count, _nbytes, t_last = results.get(timeout=600)
             got += count
             last = max(last, t_last)
+        buf_cpu = cpu_seconds(buf.pid) if buf else 0.0  # the transfer's share, not start-up and import
         if got != expected:
             raise RuntimeError(f"{transport} {size >> 20} MiB {'buffered' if buffered else 'direct'}: "
                                f"received {got} of {expected} messages")
@@ -165,7 +173,8 @@ def run_case(transport: str, size: int, total: int, buffered: bool, tmp: str) ->
         if buf is None:
             return Case(gbps)
         stop_all(stop, procs, None, 0)
-        cpu = reap(buf, 30)
+        reap(buf, 30)
+        cpu = buf_cpu - cpu0
         final = json.loads(Path(status).read_text())
         return Case(gbps, cpu / (expected * size / (1 << 30)), final["messages_direct"] / final["messages_sent"])
     finally:

@@ -6,6 +6,7 @@ Exit codes: 0 done, 1 failed (e.g. idle timeout), 3 canceled (SIGTERM/SIGINT), 2
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    gc.freeze()  # the modules and objects made so far stay: the collector need not scan them per message
     final = buffer.run()
     if final.state.value != "done":
         print(f"nng-stream: {final.state.value}: {final.reason}", file=sys.stderr)

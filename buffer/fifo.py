@@ -2,17 +2,18 @@
 
 Messages are kept per producer connection (a *lane*), in arrival order, and handed out oldest first
 across lanes. A message is either in memory (counted against ``max_bytes`` and ``max_messages``) or
-still in its producer's connection: a lane *offers* the message whose header it has read, a free
-consumer may take it directly (the socket side splices it from socket to socket, so the buffer never
-copies it), and if no consumer takes it within ``direct_wait`` seconds (at once while no consumer that
-can take it is connected) the producer side copies it into memory instead (store and forward), where
-it waits for a consumer as long as needed. Holding a message back while consumers are busy slows its
-producer down to what the consumers take, so memory fills only when they stall or fall far behind, and
-is emptied again as soon as they catch up.
+still in its producer's connection. A producer side that has read a message header *offers* the
+message: while nothing is stored and a consumer connection (a *sink*) is free, the oldest offer claims
+that sink and the producer side writes the message into it straight from its own connection (the
+socket side splices it, so the buffer never copies it). An offer no free sink takes within
+``direct_wait`` seconds (at once while no sink is connected) is copied into memory instead (store and
+forward), where it waits for a consumer as long as needed. Holding a message back while consumers are
+busy slows its producer down to what the consumers take, so memory fills only when they stall or fall
+far behind, and empties again as soon as they catch up.
 
 The receiving side reserves room *before* taking a message from the network, so a full FIFO leaves
-messages with the producers (backpressure) instead of dropping them. A stored message counts
-against the limits until the sending side ``release``-s it after handing it on.
+messages with the producers (backpressure) instead of dropping them. A stored message counts against
+the limits until the sending side ``release``-s it (or ``sent``) after handing it on.
 """
 
 from __future__ import annotations
@@ -28,11 +29,10 @@ _POLL = 0.25  # seconds between checks of the stop flag while waiting
 
 
 class Outcome(Enum):
-    """How an offered message left its producer's connection."""
+    """What an offer came to."""
 
-    STORE = "store"  # room was reserved: the producer side copies the message into memory now
-    DELIVERED = "delivered"  # a consumer took it directly and finished
-    PRODUCER_LOST = "producer_lost"  # the producer's connection broke in the middle of the message
+    STORE = "store"  # room was reserved: read the body and ``put_offered`` it
+    CLAIMED = "claimed"  # ``offer.sink`` is this producer side's to write the message into, then ``unclaim``
     STOPPED = "stopped"
 
 
@@ -45,14 +45,21 @@ class Signal(Enum):
 
 
 @dataclass(eq=False)
-class Offer:
-    """A message whose header was read; its body is still in the producer's connection."""
+class Sink:
+    """A consumer connection that producer sides may write offered messages into directly."""
 
+    conn: Any
+    busy: bool = False  # claimed by a producer side, or sending a stored message
+    alive: bool = True
+
+
+@dataclass(eq=False)
+class Offer:
     lane: Lane
     order: int
     nbytes: int
-    taken: bool = False
     outcome: Outcome | None = None
+    sink: Sink | None = None
 
 
 @dataclass(eq=False)
@@ -67,20 +74,12 @@ class Stored:
 
 @dataclass(eq=False)
 class Lane:
-    """One producer connection's messages, oldest first; ``source`` is what a direct taker reads from."""
+    """One producer connection's stored messages, oldest first."""
 
-    source: Any = None
     stored: deque[Stored] = field(default_factory=deque)
     offer: Offer | None = None
     reading: bool = False  # a message is being copied into memory; it follows everything in ``stored``
     closed: bool = False
-
-    def head_order(self) -> int | None:
-        if self.stored:
-            return self.stored[0].order
-        if self.offer is not None and not self.offer.taken and not self.reading:
-            return self.offer.order
-        return None
 
 
 class BoundedFifo:
@@ -89,17 +88,21 @@ class BoundedFifo:
     def __init__(self, max_bytes: int, max_messages: int, direct_wait: float = 0.0) -> None:
         self.max_bytes = max_bytes
         self.max_messages = max_messages
-        self.direct_wait = direct_wait  # 0: every message is stored (no consumer side can take directly)
+        self.direct_wait = direct_wait
         self._lanes: list[Lane] = []
         self._default: Lane | None = None
         self._order = 0
         self._bytes = 0
-        self._count = 0
+        self._count = 0  # stored and reserved messages
+        self._stored = 0  # stored messages not yet taken
         self._largest = 0
-        self._cond = threading.Condition()
+        self._sinks: list[Sink] = []
+        self._idle: deque[Sink] = deque()
+        lock = threading.Lock()
+        self._for_producers = threading.Condition(lock)  # offers and room
+        self._for_consumers = threading.Condition(lock)  # stored messages, the end
         self._input_ended = False
         self._stopped = False
-        self._takers = 0  # consumer connections that can take offered messages directly
 
     # -- limits ---------------------------------------------------------------------------------------
 
@@ -117,124 +120,128 @@ class BoundedFifo:
 
     def wait_for_room(self) -> bool:
         """Block while full (for a message of unknown size); False once stopped."""
-        with self._cond:
+        with self._for_producers:
             while self._full() and not self._stopped:
-                self._cond.wait(_POLL)
+                self._for_producers.wait(_POLL)
             return not self._stopped
 
     # -- producer side --------------------------------------------------------------------------------
 
-    def open_lane(self, source: Any = None) -> Lane:
-        with self._cond:
-            lane = Lane(source=source)
+    def open_lane(self) -> Lane:
+        with self._for_producers:
+            lane = Lane()
             self._lanes.append(lane)
             return lane
 
     def close_lane(self, lane: Lane) -> None:
         """The producer connection is finished; its stored messages still go out."""
-        with self._cond:
+        with self._for_producers:
             lane.closed = True
             lane.offer = None
             lane.reading = False
             self._forget_if_empty(lane)
-            self._cond.notify_all()
+            self._for_consumers.notify_all()
 
     def _forget_if_empty(self, lane: Lane) -> None:
         if lane.closed and not lane.stored and lane in self._lanes:
             self._lanes.remove(lane)
 
+    def _store(self, lane: Lane, order: int, item: Any, nbytes: int) -> None:
+        lane.stored.append(Stored(lane, order, item, nbytes))
+        lane.reading = False
+        self._stored += 1
+        self._for_consumers.notify_all()
+
     def put(self, item: Any, nbytes: int) -> None:
-        """Store a message at the end of the one lane of a receiver that has no per-connection lanes."""
-        with self._cond:
+        """Store a message at the end of the one lane of a receiver without per-connection lanes."""
+        with self._for_producers:
             if self._default is None:
                 self._default = Lane()
                 self._lanes.append(self._default)
             self._reserve(nbytes)
             self._order += 1
-            self._default.stored.append(Stored(self._default, self._order, item, nbytes))
-            self._cond.notify_all()
+            self._store(self._default, self._order, item, nbytes)
 
-    def offer(self, lane: Lane, nbytes: int) -> Offer:
-        """Offer the message whose header was just read; wait until it is taken or must be stored.
+    def _oldest_offer(self, offer: Offer) -> bool:
+        return all(lane.offer is None or lane.offer.sink is not None or lane.offer.order >= offer.order
+                   for lane in self._lanes)
 
-        The returned offer's ``outcome`` is ``DELIVERED`` or ``PRODUCER_LOST`` once a consumer side
-        took it directly and finished, or ``STORE`` once ``direct_wait`` passed (at once when it is 0)
-        and room for it is reserved: the caller then reads the body and calls ``put_offered``. A
-        message not yet stored stays on offer, so a consumer that frees up while memory is full still
-        takes it directly.
+    def offer(self, lane: Lane, nbytes: int, offer: Offer | None = None) -> Offer:
+        """Offer the message whose header was just read (again, after a claimed sink failed to start).
+
+        Waits until the oldest offer can claim a free sink (``CLAIMED``), or until ``direct_wait`` has
+        passed and room is reserved (``STORE``). An offer not yet stored stays on offer, so a sink that
+        frees up while memory is full still takes it directly.
         """
-        with self._cond:
-            self._order += 1
-            offer = Offer(lane, self._order, nbytes)
+        with self._for_producers:
+            if offer is None:
+                self._order += 1
+                offer = Offer(lane, self._order, nbytes)
+            offer.outcome, offer.sink = None, None
             lane.offer = offer
-            self._cond.notify_all()
-            deadline = time.monotonic() + (self.direct_wait if self._takers else 0.0)
+            deadline = time.monotonic() + (self.direct_wait if self._sinks else 0.0)
             while True:
                 if self._stopped:
                     offer.outcome = Outcome.STOPPED
-                if offer.outcome is not None:
-                    lane.offer = None
-                    return offer
+                    break
+                if self.direct_wait > 0 and self._idle and not self._stored and self._oldest_offer(offer):
+                    sink = self._idle.popleft()
+                    sink.busy = True
+                    offer.sink, offer.outcome = sink, Outcome.CLAIMED
+                    break
                 now = time.monotonic()
-                if not offer.taken and now >= deadline and not self._full(nbytes):
-                    lane.offer = None
+                if now >= deadline and not self._full(nbytes):
                     lane.reading = True
                     self._reserve(nbytes)
                     offer.outcome = Outcome.STORE
-                    return offer
-                self._cond.wait(_POLL if offer.taken or now >= deadline else min(deadline - now, _POLL))
+                    break
+                self._for_producers.wait(min(deadline - now, _POLL) if now < deadline else _POLL)
+            lane.offer = None
+            self._for_producers.notify_all()  # the next oldest offer may claim now
+            return offer
 
     def put_offered(self, offer: Offer, item: Any) -> None:
         """Store an offered message (room reserved by ``offer``) in the place it was offered in."""
-        with self._cond:
-            offer.lane.stored.append(Stored(offer.lane, offer.order, item, offer.nbytes))
-            offer.lane.reading = False
-            self._cond.notify_all()
+        with self._for_producers:
+            self._store(offer.lane, offer.order, item, offer.nbytes)
 
     def unreserve(self, offer: Offer) -> None:
         """An offered message never arrived (its producer's connection broke while it was read)."""
-        with self._cond:
+        with self._for_producers:
             self._bytes -= offer.nbytes
             self._count -= 1
             offer.lane.reading = False
-            self._cond.notify_all()
+            self._for_producers.notify_all()
+
+    def unclaim(self, sink: Sink, *, alive: bool = True) -> None:
+        """A producer side is done writing into ``sink``; ``alive=False`` if the consumer is gone (or its
+        stream broken), so its connection's thread closes it."""
+        with self._for_producers:
+            sink.busy = False
+            if alive and sink.alive:
+                self._idle.append(sink)
+                self._for_producers.notify_all()
+            else:
+                sink.alive = False
+                self._for_consumers.notify_all()
 
     # -- consumer side --------------------------------------------------------------------------------
 
-    def _oldest(self) -> Lane | None:
-        best, best_order = None, None
-        for lane in self._lanes:
-            order = lane.head_order()
-            if order is not None and (best_order is None or order < best_order):
-                best, best_order = lane, order
-        return best
+    def add_sink(self, sink: Sink) -> None:
+        with self._for_producers:
+            self._sinks.append(sink)
+            self._idle.append(sink)
+            self._for_producers.notify_all()
 
-    def _drained(self) -> bool:
-        return self._input_ended and not any(lane.stored or lane.offer or lane.reading for lane in self._lanes)
-
-    def take(self, timeout: float = _POLL, *, direct: bool = True) -> Stored | Offer | Signal:
-        """The oldest message: ``Stored`` (send it, then ``release``), an ``Offer`` (``direct``: read it
-        from ``offer.lane.source``, then ``finish``), or a ``Signal`` when there is none."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                if self._stopped:
-                    return Signal.STOP
-                lane = self._oldest() if direct else self._oldest_stored()
-                if lane is not None:
-                    if lane.stored:
-                        stored = lane.stored.popleft()
-                        self._forget_if_empty(lane)
-                        return stored
-                    assert lane.offer is not None
-                    lane.offer.taken = True
-                    return lane.offer
-                if self._drained():
-                    return Signal.END
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return Signal.TICK
-                self._cond.wait(min(left, _POLL))
+    def remove_sink(self, sink: Sink) -> None:
+        """Withdraw a sink; waits while a producer side is still writing into it."""
+        with self._for_producers:
+            sink.alive = False
+            while sink.busy:
+                self._for_consumers.wait(_POLL)
+            if sink in self._idle:
+                self._idle.remove(sink)
+            self._sinks.remove(sink)
 
     def _oldest_stored(self) -> Lane | None:
         best = None
@@ -243,73 +250,98 @@ class BoundedFifo:
                 best = lane
         return best
 
-    def wait_drained(self) -> None:
-        """Block until input has ended and every message was handed out (or until stopped)."""
-        with self._cond:
-            while not self._drained() and not self._stopped:
-                self._cond.wait(_POLL)
+    def _drained(self) -> bool:
+        return self._input_ended and not any(lane.stored or lane.offer or lane.reading for lane in self._lanes)
+
+    def take(self, sink: Sink | None = None, timeout: float = _POLL) -> Stored | Signal:
+        """The oldest stored message (send it, then ``sent``), or a ``Signal``.
+
+        With a ``sink``, ``Signal.STOP`` also comes when the sink was found dead by a producer side.
+        """
+        deadline = time.monotonic() + timeout
+        with self._for_consumers:
+            while True:
+                if self._stopped or (sink is not None and not sink.alive and not sink.busy):
+                    return Signal.STOP
+                if sink is None or not sink.busy:
+                    lane = self._oldest_stored()
+                    if lane is not None:
+                        stored = lane.stored.popleft()
+                        self._stored -= 1
+                        self._forget_if_empty(lane)
+                        if sink is not None:
+                            sink.busy = True
+                            if sink in self._idle:
+                                self._idle.remove(sink)
+                        return stored
+                    if self._drained():
+                        return Signal.END
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return Signal.TICK
+                self._for_consumers.wait(min(left, _POLL))
+
+    def sent(self, stored: Stored, sink: Sink) -> None:
+        """``sink`` finished sending a stored message: release its room, offers may claim the sink."""
+        with self._for_producers:
+            self._bytes -= stored.nbytes
+            self._count -= 1
+            sink.busy = False
+            if sink.alive:
+                self._idle.append(sink)
+            self._for_producers.notify_all()
+
+    def requeue(self, stored: Stored, sink: Sink | None = None) -> None:
+        """A stored message could not be sent (its consumer is gone): back to the head of its lane."""
+        with self._for_producers:
+            stored.lane.stored.appendleft(stored)
+            self._stored += 1
+            if stored.lane not in self._lanes:
+                self._lanes.append(stored.lane)
+            if sink is not None:
+                sink.busy = False
+                sink.alive = False
+            self._for_consumers.notify_all()
 
     def get(self) -> tuple[Any, int] | None:
         """The oldest stored item, or None when input has ended and everything was taken, or on stop."""
         while True:
-            got = self.take(direct=False)
+            got = self.take()
             if isinstance(got, Stored):
                 return got.item, got.nbytes
             if got is not Signal.TICK:
                 return None
 
-    def taker_joined(self) -> None:
-        """A consumer connection that takes offered messages directly is there (offers wait for it)."""
-        with self._cond:
-            self._takers += 1
-
-    def taker_left(self) -> None:
-        with self._cond:
-            self._takers -= 1
-            self._cond.notify_all()
-
-    def finish(self, offer: Offer, outcome: Outcome) -> None:
-        """A directly taken message is done (``DELIVERED`` or ``PRODUCER_LOST``)."""
-        with self._cond:
-            offer.outcome = outcome
-            self._cond.notify_all()
-
-    def untake(self, offer: Offer) -> None:
-        """A direct taker could not start (its consumer is gone): the message is on offer again."""
-        with self._cond:
-            offer.taken = False
-            self._cond.notify_all()
-
-    def requeue(self, stored: Stored) -> None:
-        """A stored message could not be sent (its consumer is gone): it goes back to the head of its lane."""
-        with self._cond:
-            stored.lane.stored.appendleft(stored)
-            if stored.lane not in self._lanes:
-                self._lanes.append(stored.lane)
-            self._cond.notify_all()
-
     def release(self, nbytes: int) -> None:
-        with self._cond:
+        with self._for_producers:
             self._bytes -= nbytes
             self._count -= 1
-            self._cond.notify_all()
+            self._for_producers.notify_all()
+
+    def wait_drained(self) -> None:
+        """Block until input has ended and every message was handed out (or until stopped)."""
+        with self._for_consumers:
+            while not self._drained() and not self._stopped:
+                self._for_consumers.wait(_POLL)
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
     def end_input(self) -> None:
-        with self._cond:
+        with self._for_producers:
             self._input_ended = True
-            self._cond.notify_all()
+            self._for_consumers.notify_all()
 
     def stop(self) -> None:
-        with self._cond:
+        with self._for_producers:
             self._stopped = True
-            self._cond.notify_all()
+            self._for_producers.notify_all()
+            self._for_consumers.notify_all()
 
     def drop_all(self) -> int:
         """Forget what is still stored (on cancel); returns how many messages that was."""
-        with self._cond:
+        with self._for_producers:
             n = sum(len(lane.stored) for lane in self._lanes)
             for lane in self._lanes:
                 lane.stored.clear()
+            self._stored = 0
             return n

@@ -269,7 +269,7 @@ class NngOutput:
             if isinstance(item, pynng.Message):
                 self.sock.send_msg(item)
             else:
-                self.sock.send(item)  # bytes from a socket-side input: nng copies them into a message
+                self.sock.send(pynng.ffi.from_buffer(item))  # from a socket-side input: nng copies it once
 
     def end(self, deadline: float, stopped: threading.Event) -> int:
         """Send end markers until every connected consumer has hung up; the number still connected.

@@ -1,10 +1,11 @@
 """The buffer's sides on plain tcp:// and ipc:// sockets, speaking nng's wire format (``sp_wire``).
 
 One thread per connection. A producer connection's thread reads each message header and *offers*
-the message (``BoundedFifo.offer``); a consumer connection's thread takes the oldest message: a stored
-one is sent from memory, an offered one is spliced from the producer's socket through a pipe into the
-consumer's socket (``splice(2)``: the kernel moves page references, nothing is copied). Only a message
-that no consumer takes within ``direct_wait`` seconds is copied into the buffer's memory.
+the message (``BoundedFifo.offer``). When it claims a free consumer connection, the same thread
+splices the message from its socket through a pipe into the consumer's socket (``splice(2)``: the
+kernel moves page references, nothing is copied, and no other thread is woken). Only a message that
+no consumer takes within ``direct_wait`` seconds is copied into the buffer's memory; a consumer
+connection's thread sends those, and the end marker.
 
 A connection is only ever closed by the thread that owns it; others may ``shutdown`` it to wake it.
 """
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from enum import Enum
 
 from buffer.config import BufferConfig
-from buffer.fifo import BoundedFifo, Offer, Outcome, Signal, Stored
+from buffer.fifo import BoundedFifo, Outcome, Signal, Sink
 from buffer.nng_side import payload
 from buffer.sp_wire import (
     PULL0,
@@ -174,12 +175,13 @@ class SocketInput:
             sock.close()
 
     def _forward(self, sock: socket.socket) -> bool:
-        fifo, board, limit = self.fifo, self.board, self.cfg.max_message_size
-        header = bytearray(self.framing.size)
-        lane = fifo.open_lane(source=sock)
+        fifo, board, limit, framing_ = self.fifo, self.board, self.cfg.max_message_size, self.framing
+        header = bytearray(framing_.size)
+        lane = fifo.open_lane()
+        conduit = Conduit() if CAN_SPLICE and fifo.direct_wait > 0 else None
         try:
             while recv_exact(sock, memoryview(header)):
-                n = self.framing.length(header)
+                n = framing_.length(header)
                 if n == 0:
                     return True  # the producer's end marker: closing the connection confirms it
                 if limit and n > limit:
@@ -187,14 +189,29 @@ class SocketInput:
                                 n, limit)
                     return False
                 offer = fifo.offer(lane, n)
-                if offer.outcome is Outcome.STORE:
-                    body = bytearray(n)
-                    if not recv_exact(sock, memoryview(body)):
-                        fifo.unreserve(offer)
+                while offer.outcome is Outcome.CLAIMED:
+                    assert offer.sink is not None and conduit is not None
+                    result = conduit.relay(sock, offer.sink.conn, framing_.header(n), n)
+                    fifo.unclaim(offer.sink, alive=result is Relayed.DELIVERED)
+                    if result is Relayed.NOT_STARTED:
+                        offer = fifo.offer(lane, n, offer)  # that consumer is gone: the message waits for another
+                        continue
+                    if result is Relayed.PRODUCER_LOST:
+                        log.warning("a producer went away in the middle of a message; closing the consumer "
+                                    "connection that had its first part")
                         return False
-                    fifo.put_offered(offer, body)
-                elif offer.outcome is not Outcome.DELIVERED:
+                    board.count_received(n)
+                    board.count_sent(n, direct=True)  # sent to a consumer that went away still counts, as with nng
+                    break
+                if offer.outcome is Outcome.CLAIMED:
+                    continue
+                if offer.outcome is not Outcome.STORE:
                     return False
+                body = bytearray(n)
+                if not recv_exact(sock, memoryview(body)):
+                    fifo.unreserve(offer)
+                    return False
+                fifo.put_offered(offer, body)
                 board.count_received(n)
             return False
         except (OSError, ProtocolError) as exc:
@@ -203,6 +220,8 @@ class SocketInput:
             return False
         finally:
             fifo.close_lane(lane)
+            if conduit is not None:
+                conduit.close()
 
     def stop_listening(self) -> None:
         """Close the listener once draining, so later producers are refused by the OS itself."""
@@ -300,56 +319,38 @@ class SocketOutput:
                 log.warning("dropped a consumer connection: %s", exc)
                 return False
             self.board.consumer_joined()
-            conduit = Conduit() if CAN_SPLICE else None
-            if conduit is not None:
-                self.fifo.taker_joined()
+            sink = Sink(sock)
+            self.fifo.add_sink(sink)
             try:
-                return self._feed(sock, conduit)
+                return self._feed(sink)
             finally:
-                if conduit is not None:
-                    self.fifo.taker_left()
-                    conduit.close()
+                self.fifo.remove_sink(sink)  # waits until no producer side writes into it any more
                 self.board.consumer_left()
         finally:
             self.conns.untrack(sock)
             sock.close()
 
-    def _feed(self, sock: socket.socket, conduit: Conduit | None) -> bool:
-        fifo, board = self.fifo, self.board
+    def _feed(self, sink: Sink) -> bool:
+        fifo, board, sock = self.fifo, self.board, sink.conn
         while True:
-            got = fifo.take(TAKE_POLL, direct=conduit is not None)
+            got = fifo.take(sink, TAKE_POLL)
             if got is Signal.TICK:
-                if _hung_up(sock, 0):
+                if not sink.busy and _hung_up(sock, 0):
                     return False
             elif got is Signal.STOP:
                 return False
             elif got is Signal.END:
                 self._end(sock)
                 return True
-            elif isinstance(got, Stored):
+            else:
                 try:
                     sock.sendall(self.framing.header(got.nbytes), socket.MSG_MORE)
                     sock.sendall(payload(got.item, got.nbytes))
                 except OSError:
-                    fifo.requeue(got)  # it cannot have arrived whole: another consumer gets it
+                    fifo.requeue(got, sink)  # it cannot have arrived whole: another consumer gets it
                     return False
-                fifo.release(got.nbytes)
+                fifo.sent(got, sink)
                 board.count_sent(got.nbytes)
-            elif isinstance(got, Offer):
-                assert conduit is not None
-                result = conduit.relay(got.lane.source, sock, self.framing.header(got.nbytes), got.nbytes)
-                if result is Relayed.NOT_STARTED:
-                    fifo.untake(got)
-                    return False
-                if result is Relayed.PRODUCER_LOST:
-                    log.warning("a producer went away in the middle of a message; closing the consumer "
-                                "connection that had its first part")
-                    fifo.finish(got, Outcome.PRODUCER_LOST)
-                    return False
-                board.count_sent(got.nbytes, direct=True)  # sent to a consumer that went away still counts, as with nng
-                fifo.finish(got, Outcome.DELIVERED)
-                if result is Relayed.CONSUMER_LOST:
-                    return False
 
     def _end(self, sock: socket.socket) -> None:
         """Send the end marker and wait for the consumer to hang up."""
