@@ -5,11 +5,12 @@ across lanes. A message is either in memory (counted against ``max_bytes`` and `
 still in its producer's connection. A producer side that has read a message header *offers* the
 message: while nothing is stored and a consumer connection (a *sink*) is free, the oldest offer claims
 that sink and the producer side writes the message into it straight from its own connection (the
-socket side splices it, so the buffer never copies it). An offer no free sink takes within
-``direct_wait`` seconds (at once while no sink is connected) is copied into memory instead (store and
-forward), where it waits for a consumer as long as needed. Holding a message back while consumers are
-busy slows its producer down to what the consumers take, so memory fills only when they stall or fall
-far behind, and empties again as soon as they catch up.
+socket side splices it, so the buffer never copies it). While every sink is busy but the consumers
+keep taking bytes, offers wait: producers go at the consumers' pace and nothing is copied. Once the
+consumers stall (no byte taken for ``direct_wait`` seconds; at once while none is connected) offers
+are copied into memory instead (store and forward) and wait there for a consumer as long as needed,
+so memory absorbs consumer stalls and late or missing consumers, and empties again (new offers wait
+behind stored messages) once they take data again.
 
 The receiving side reserves room *before* taking a message from the network, so a full FIFO leaves
 messages with the producers (backpressure) instead of dropping them. A stored message counts against
@@ -97,6 +98,7 @@ class BoundedFifo:
         self._stored = 0  # stored messages not yet taken
         self._largest = 0
         self._sinks: list[Sink] = []
+        self._progress_at = 0.0  # monotonic time a consumer connection last took bytes
         self._idle: deque[Sink] = deque()
         lock = threading.Lock()
         self._for_producers = threading.Condition(lock)  # offers and room
@@ -169,9 +171,10 @@ class BoundedFifo:
     def offer(self, lane: Lane, nbytes: int, offer: Offer | None = None) -> Offer:
         """Offer the message whose header was just read (again, after a claimed sink failed to start).
 
-        Waits until the oldest offer can claim a free sink (``CLAIMED``), or until ``direct_wait`` has
-        passed and room is reserved (``STORE``). An offer not yet stored stays on offer, so a sink that
-        frees up while memory is full still takes it directly.
+        Waits until the oldest offer can claim a free sink (``CLAIMED``), or until the consumers have
+        stalled (no consumer connection took a byte for ``direct_wait`` seconds since the offer, or
+        none is connected) and room is reserved (``STORE``). An offer not yet stored stays on offer,
+        so a sink that frees up while memory is full still takes it directly.
         """
         with self._for_producers:
             if offer is None:
@@ -179,7 +182,7 @@ class BoundedFifo:
                 offer = Offer(lane, self._order, nbytes)
             offer.outcome, offer.sink = None, None
             lane.offer = offer
-            deadline = time.monotonic() + (self.direct_wait if self._sinks else 0.0)
+            offered_at = time.monotonic()
             while True:
                 if self._stopped:
                     offer.outcome = Outcome.STOPPED
@@ -190,12 +193,14 @@ class BoundedFifo:
                     offer.sink, offer.outcome = sink, Outcome.CLAIMED
                     break
                 now = time.monotonic()
-                if now >= deadline and not self._full(nbytes):
+                # consumers are stalled when none has taken a byte for direct_wait (none connected: at once)
+                stall_at = max(self._progress_at, offered_at) + self.direct_wait if self._sinks else now
+                if now >= stall_at and not self._full(nbytes):
                     lane.reading = True
                     self._reserve(nbytes)
                     offer.outcome = Outcome.STORE
                     break
-                self._for_producers.wait(min(deadline - now, _POLL) if now < deadline else _POLL)
+                self._for_producers.wait(min(stall_at - now, _POLL) if now < stall_at else _POLL)
             lane.offer = None
             self._for_producers.notify_all()  # the next oldest offer may claim now
             return offer
@@ -212,6 +217,10 @@ class BoundedFifo:
             self._count -= 1
             offer.lane.reading = False
             self._for_producers.notify_all()
+
+    def progress(self) -> None:
+        """A consumer connection just took bytes (called without the lock: one float store)."""
+        self._progress_at = time.monotonic()
 
     def unclaim(self, sink: Sink, *, alive: bool = True) -> None:
         """A producer side is done writing into ``sink``; ``alive=False`` if the consumer is gone (or its

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 CAN_SPLICE = hasattr(os, "splice")  # Linux
 F_SETPIPE_SZ, F_GETPIPE_SZ = 1031, 1032
 PIPE_SIZE = 1 << 20  # the largest pipe an unprivileged process may ask for by default (pipe-max-size)
+SEND_CHUNK = 1 << 20  # bytes of a stored message sent between progress notes
 TAKE_POLL = 0.25  # seconds between checks that an idle consumer is still connected
 REDIAL_MIN, REDIAL_MAX = 0.05, 1.0
 _HUNG_UP = select.POLLIN | select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
@@ -191,7 +192,7 @@ class SocketInput:
                 offer = fifo.offer(lane, n)
                 while offer.outcome is Outcome.CLAIMED:
                     assert offer.sink is not None and conduit is not None
-                    result = conduit.relay(sock, offer.sink.conn, framing_.header(n), n)
+                    result = conduit.relay(sock, offer.sink.conn, framing_.header(n), n, fifo.progress)
                     fifo.unclaim(offer.sink, alive=result is Relayed.DELIVERED)
                     if result is Relayed.NOT_STARTED:
                         offer = fifo.offer(lane, n, offer)  # that consumer is gone: the message waits for another
@@ -260,7 +261,8 @@ class Conduit:
         while nbytes > 0:
             nbytes -= len(os.read(self.r, min(nbytes, self.size)))
 
-    def relay(self, src: socket.socket, dst: socket.socket, header: bytes, nbytes: int) -> Relayed:
+    def relay(self, src: socket.socket, dst: socket.socket, header: bytes, nbytes: int,
+              progress: Callable[[], None]) -> Relayed:
         try:
             dst.sendall(header, socket.MSG_MORE)
         except OSError:
@@ -280,6 +282,7 @@ class Conduit:
                 try:
                     while out > 0:
                         out -= os.splice(self.r, dst_fd, out)
+                        progress()
                 except OSError:
                     consumer_ok = False
             self._discard(out)  # nothing left, unless the consumer went away
@@ -345,7 +348,10 @@ class SocketOutput:
             else:
                 try:
                     sock.sendall(self.framing.header(got.nbytes), socket.MSG_MORE)
-                    sock.sendall(payload(got.item, got.nbytes))
+                    body = memoryview(payload(got.item, got.nbytes))
+                    for start in range(0, got.nbytes, SEND_CHUNK):  # chunks, so waiting offers see progress
+                        sock.sendall(body[start:start + SEND_CHUNK])
+                        fifo.progress()
                 except OSError:
                     fifo.requeue(got, sink)  # it cannot have arrived whole: another consumer gets it
                     return False
