@@ -50,6 +50,7 @@ class Sink:
     """A consumer connection that producer sides may write offered messages into directly."""
 
     conn: Any
+    framing: Any = None  # how messages are framed on this connection (its transport's, not the producer's)
     busy: bool = False  # claimed by a producer side, or sending a stored message
     alive: bool = True
 

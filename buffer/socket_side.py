@@ -192,7 +192,7 @@ class SocketInput:
                 offer = fifo.offer(lane, n)
                 while offer.outcome is Outcome.CLAIMED:
                     assert offer.sink is not None and conduit is not None
-                    result = conduit.relay(sock, offer.sink.conn, framing_.header(n), n, fifo.progress)
+                    result = conduit.relay(sock, offer.sink.conn, offer.sink.framing.header(n), n, fifo.progress)
                     fifo.unclaim(offer.sink, alive=result is Relayed.DELIVERED)
                     if result is Relayed.NOT_STARTED:
                         offer = fifo.offer(lane, n, offer)  # that consumer is gone: the message waits for another
@@ -322,7 +322,7 @@ class SocketOutput:
                 log.warning("dropped a consumer connection: %s", exc)
                 return False
             self.board.consumer_joined()
-            sink = Sink(sock)
+            sink = Sink(sock, self.framing)
             self.fifo.add_sink(sink)
             try:
                 return self._feed(sink)

@@ -48,6 +48,18 @@ def test_ipc_both_sides_exactly_once_and_passed_on_without_copies(tmp_path, buff
     assert not (tmp_path / "recv.ipc").exists(), "the buffer removes its socket files"
 
 
+@pytest.mark.parametrize("recv_scheme", ["tcp", "ipc"])
+def test_tcp_and_ipc_mixed_each_side_frames_its_own_way(tmp_path, buffers, procs, recv_scheme):
+    ipc, tcp = f"ipc://{tmp_path}/side.ipc", tcp_url()
+    recv, send = (ipc, tcp) if recv_scheme == "ipc" else (tcp, ipc)
+    buf = buffers("--recv", recv, "--send", send, "--producers", "2")
+    buf.wait_state(BufferState.WAITING)
+    _stream(tmp_path, procs, buf, recv, send, producers=2, count=100, size=32 * 1024)
+    assert buf.wait(30) == 0
+    final = buf.final()
+    assert final.messages_sent == 200 and final.messages_direct > 0
+
+
 def test_direct_wait_zero_stores_every_message(tmp_path, buffers, procs):
     recv, send = tcp_url(), tcp_url()
     buf = buffers("--recv", recv, "--send", send, "--producers", "2", "--direct-wait", "0")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import sqlite3
 import subprocess
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -64,20 +66,27 @@ def gated_mpirun(directory: Path) -> tuple[Path, Path]:
     return gate, launcher
 
 
-def test_full_transfer_two_ranks_two_consumers(tmp_path: Path, api_pki: Pki) -> None:
+@pytest.mark.parametrize("producers_push_over", ["ipc", "tcp"])
+def test_full_transfer_two_ranks_two_consumers(tmp_path: Path, api_pki: Pki, producers_push_over: str) -> None:
+    """Local producers push over a UNIX socket in the service's folder (which needs a short path), or
+    over TCP when that is turned off; both deliver every event exactly once."""
     events = 48
     gate, launcher = gated_mpirun(tmp_path)
     backends = {"default": {"type": "local"}, "gated": {"type": "local", "mpirun": str(launcher)}}
-    service = Service(tmp_path / "svc", api_pki, overrides={"backends": backends})
+    root = Path(tempfile.mkdtemp(prefix="lcs-", dir="/tmp")) if producers_push_over == "ipc" else tmp_path
+    service = Service(root / "svc", api_pki, overrides={"backends": backends,
+                                                        "local_producers_ipc": producers_push_over == "ipc"})
     try:
         service.start()
-        _full_transfer(service, tmp_path, events, gate)
+        _full_transfer(service, tmp_path, events, gate, producers_push_over)
     finally:
         service.stop()
         service.cleanup_jobs()
+        if root != tmp_path:
+            shutil.rmtree(root, ignore_errors=True)
 
 
-def _full_transfer(service: Service, tmp_path: Path, events: int, gate: Path) -> None:
+def _full_transfer(service: Service, tmp_path: Path, events: int, gate: Path, recv_scheme: str = "tcp") -> None:
     with service.client("alice") as api:
         view = api.request(synthetic_config(events=events, batch=4), {"ranks": 2, "backend": "gated"})
         assert view.owner == "alice" and view.url.startswith("tcp://127.0.0.1:")
@@ -106,6 +115,7 @@ def _full_transfer(service: Service, tmp_path: Path, events: int, gate: Path) ->
         assert states[0] == "requested" and states[1] == "starting" and states[-1] == "completed"
         assert final.metrics is not None and final.metrics.consumers_total == 2
         assert final.metrics.messages_sent == final.metrics.messages_received
+        assert final.metrics.recv_url.startswith(f"{recv_scheme}://")
         final = wait_for(lambda: (v := api.status(view.id)).jobs["buffer"].state in TERMINAL and v, 30,
                          what="buffer exited")
         assert final.jobs["producer"].state == "completed" and final.jobs["buffer"].state == "completed"
