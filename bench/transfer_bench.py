@@ -10,7 +10,9 @@
    consumer (``mpiexec -n 2 lclstreamer`` with an NNG push to a listening Pull0). Both runs are
    timed from launch to the last byte, alternating, and the best of each is compared. Target >= 0.8x.
    A third path, the same buffer started by hand (no API, no Psi-k), splits the cost between the
-   extra hop through the buffer and the service itself.
+   extra hop through the buffer and the service itself. The consumer opens two connections to the
+   buffer (``connections=2``), as the direct consumer has one from each rank, so a large message
+   does not hold up the next.
 
 Prints ratios measured side by side in one run. Not a test: no assertion on time.
 """
@@ -32,6 +34,8 @@ import yaml
 from buffer.client import messages
 from lclstream_api.local import BIN, LocalDeployment, free_port
 from streamer.envelope import MessageKind, StreamLedger, unpack
+
+CONSUMER_CONNECTIONS = 2
 
 
 def synthetic(events: int, detector: bool, compression: str = "none") -> dict[str, Any]:
@@ -69,7 +73,7 @@ def through_api(deployment: LocalDeployment, config: dict[str, Any]) -> tuple[fl
         t0 = time.perf_counter()
         view = api.request(config, {"ranks": 2, "max_bytes": 512 * 2**20})
         first, nbytes = None, 0
-        for message in messages(view.url, timeout=120):
+        for message in messages(view.url, timeout=120, connections=CONSUMER_CONNECTIONS):
             first = first or time.perf_counter()
             nbytes += len(message)
         t1 = time.perf_counter()
@@ -131,7 +135,7 @@ def buffer_only(config: dict[str, Any], workdir: Path) -> tuple[float, float, in
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first, nbytes = None, 0
     try:
-        for message in messages(send, timeout=120):
+        for message in messages(send, timeout=120, connections=CONSUMER_CONNECTIONS):
             first = first or time.perf_counter()
             nbytes += len(message)
         t1 = time.perf_counter()

@@ -45,25 +45,68 @@ def _socket(cls: type[pynng.Socket], url: str, tls: TLSFiles | None) -> pynng.So
     return sock
 
 
-def messages(url: str, *, tls: TLSFiles | None = None, timeout: float | None = None) -> Iterator[bytes]:
+class _Connections:
+    """The connections one consumer socket has made, and which of them delivered their end marker.
+
+    Pipes are recorded before nng starts them (pre-connect), so none can deliver a message unseen. A
+    buffer sends its end markers only once everything was handed out, so when every connection made
+    so far has ended, the stream is complete; a connection lost without its marker stops counting.
+    """
+
+    def __init__(self, sock: pynng.Socket) -> None:
+        self._lock = threading.Lock()
+        self._live: set[int] = set()
+        self._ended: set[int] = set()
+        sock.add_pre_pipe_connect_cb(self._added)
+        sock.add_post_pipe_remove_cb(self._removed)
+
+    def _added(self, pipe: pynng.Pipe) -> None:
+        with self._lock:
+            self._live.add(pipe.id)
+
+    def _removed(self, pipe: pynng.Pipe) -> None:
+        with self._lock:
+            self._live.discard(pipe.id)
+
+    def end(self, pipe: pynng.Pipe) -> bool:
+        """``pipe`` delivered its end marker; True once no connection is left to wait for."""
+        with self._lock:
+            self._ended.add(pipe.id)
+            self._live.discard(pipe.id)
+            return not self._live
+
+
+def messages(url: str, *, tls: TLSFiles | None = None, timeout: float | None = None,
+             connections: int = 1) -> Iterator[bytes]:
     """Yield each message the buffer at ``url`` sends this consumer, until the end of the stream.
 
     ``timeout`` bounds the wait for each message (None waits for ever: the buffer may not be up yet,
-    or producers may join late); ``StreamTimeout`` is raised when it passes. The connection is
-    closed on the end marker, when the caller stops iterating, or on error.
+    or producers may join late); ``StreamTimeout`` is raised when it passes. ``connections`` > 1 opens
+    that many connections to the buffer: each carries whole messages, and nng receives them on
+    separate threads, so one large message does not hold up the next (the buffer counts each
+    connection as a consumer). The connections are closed on the end marker, when the caller stops
+    iterating, or on error.
     """
+    if connections < 1:
+        raise ValueError(f"connections must be at least 1, got {connections}")
     sock = _socket(pynng.Pull0, url, tls)
     try:
         if timeout is not None:
             sock.recv_timeout = int(timeout * 1000)
-        sock.dial(url, block=False)
+        ledger = _Connections(sock)
+        for _ in range(connections):
+            sock.dial(url, block=False)
         while True:
             try:
                 msg = sock.recv_msg()
             except pynng.Timeout:
                 raise StreamTimeout(f"no message from {url} within {timeout:g} seconds") from None
             if msg_len(msg) == 0:
-                return
+                pipe = msg.pipe
+                if ledger.end(pipe):
+                    return
+                pipe.dialer.close()  # this connection is done: do not let nng dial it again
+                continue
             yield msg.bytes
     finally:
         sock.close()

@@ -55,9 +55,21 @@ def _option_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--idempotency-key", default=None, help="asking twice with the same key starts one transfer")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1")
+    return value
+
+
 def _receive_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=None, help="directory for one file per message")
     p.add_argument("--wait", type=float, default=120.0, help="give up after this many seconds without data")
+    p.add_argument("--connections", type=_positive_int, default=1,
+                   help="parallel connections to the buffer (2 keeps large messages flowing back to back)")
     p.add_argument("--shared", action="store_true",
                    help="other consumers share this stream: exit 0 at a clean end even if this one saw a part")
     p.add_argument("--cert", help="p256 certificate for a tls+tcp stream")
@@ -157,7 +169,8 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(f"URL {args.url!r}: {exc}") from None
         if args.url.startswith("tls+tcp://") and not args.cert:
             raise UsageError(f"{args.url} is a TLS stream: give --cert, --key and --ca")
-        receiver = pull(args.url, args.out, idle_timeout=args.wait, tls=_tls(args), interruptible=True)
+        receiver = pull(args.url, args.out, idle_timeout=args.wait, tls=_tls(args), interruptible=True,
+                        connections=args.connections)
         return _report(receiver, args.shared)
     if args.command in ("request", "get"):
         config = _config(args.config)
@@ -170,7 +183,8 @@ def _run(args: argparse.Namespace) -> int:
                 return 0
             try:  # from here on, Ctrl-C cancels the transfer
                 print(f"{view.id} {view.url}", flush=True)
-                receiver = pull(view.url, args.out, idle_timeout=args.wait, tls=tls, interruptible=True)
+                receiver = pull(view.url, args.out, idle_timeout=args.wait, tls=tls, interruptible=True,
+                                connections=args.connections)
             except KeyboardInterrupt:
                 api.cancel(view.id)
                 print(f"interrupted: transfer {view.id} canceled", file=sys.stderr)

@@ -39,9 +39,6 @@ JOB_LINGER = 30.0  # seconds a job may keep running after its transfer ended bef
 REQUESTED_GRACE = 120.0  # seconds a transfer may stay "requested" (create() submits its jobs well within)
 
 
-IPC_PATH_MAX = 100  # a UNIX socket path must fit sun_path (108 bytes on Linux); longer state dirs use TCP
-
-
 class JobLauncher(Protocol):
     def check_backend(self, name: str, owner: str) -> None: ...
     def submit(self, spec: JobSpec, owner: str) -> str: ...
@@ -134,29 +131,16 @@ class TransferManager:
         if opts.tls and self.settings.data_tls is None:
             raise Rejected(422, "this service has no data_tls identity configured", "options.tls")
 
-    def _local_producers(self, options: TransferOptions) -> bool:
-        """Producers run on this host beside the buffer (both on local backends) and need no TLS."""
-        backends = self.settings.backends
-        return (self.settings.local_producers_ipc and not options.tls
-                and len(str(self.ipc_path("0" * 12)).encode()) <= IPC_PATH_MAX
-                and backends[options.backend].type == "local"
-                and backends[self.settings.buffer_backend].type == "local")
-
     def _new_record(self, caller: str, request: TransferRequest, key: str | None) -> TransferRecord:
         transfer_id = uuid.uuid4().hex[:12]
-        local = self._local_producers(request.options)
         try:
-            ports = self.pool.allocate(transfer_id, 1 if local else 2)
+            recv_port, send_port = self.pool.allocate(transfer_id, 2)
         except PoolExhausted as exc:
             raise Rejected(503, f"no free data ports for a new transfer ({exc}); try again later") from None
         scheme = "tls+tcp" if request.options.tls else "tcp"
         host = self.settings.public_host
-        send_port = ports[-1]
-        # local producers push over a UNIX socket in the service's 0700 folder: cheaper than TCP
-        # loopback, and no other user can connect to it
-        recv_url = (f"ipc://{self.ipc_path(transfer_id)}" if local
-                    else f"{scheme}://{host}:{ports[0]}")
-        handler: dict[str, Any] = {"type": "NNGPushDataHandler", "url": recv_url, "role": "client"}
+        handler: dict[str, Any] = {"type": "NNGPushDataHandler", "url": f"{scheme}://{host}:{recv_port}",
+                                   "role": "client"}
         if request.options.tls and self.settings.data_tls is not None:
             tls = self.settings.data_tls
             handler.update(tls_cert=str(tls.cert), tls_key=str(tls.key), tls_ca=str(tls.ca))
@@ -165,17 +149,13 @@ class TransferManager:
         now = time.time()
         return TransferRecord(
             id=transfer_id, owner=caller, created=now, updated=now, state=TransferState.REQUESTED,
-            url=f"{scheme}://{host}:{send_port}", recv_url=recv_url, ports=list(ports),
+            url=f"{scheme}://{host}:{send_port}", recv_url=handler["url"], ports=[recv_port, send_port],
             options=request.options, config=data, config_hash=config_hash(request.config),
             idempotency_key=key, cb_secret=secrets.token_hex(32),
             log=transition([], TransferState.REQUESTED, f"requested by {caller}", now))
 
     def transfer_dir(self, transfer_id: str) -> Path:
         return self.settings.state_dir / "transfers" / transfer_id
-
-    def ipc_path(self, transfer_id: str) -> Path:
-        """Where a transfer's buffer listens for local producers (a short path: sun_path is small)."""
-        return self.settings.state_dir / "ipc" / transfer_id
 
     def _start(self, record: TransferRecord) -> None:
         """Write the rewritten streamer config and submit the buffer job, then the producer job."""
@@ -184,16 +164,14 @@ class TransferManager:
         try:
             folder = self.transfer_dir(record.id)
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if record.recv_url.startswith("ipc://"):
-                self.ipc_path(record.id).parent.mkdir(exist_ok=True, mode=0o700)
             config_file = folder / "streamer.yaml"
             config: StreamerConfig = load_config(record.config)  # the rewritten config must still be valid
             config_file.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
             scheme = "tls+tcp" if opts.tls else "tcp"
             bind = cfg.bind_host
             duration = (opts.total_timeout or 24 * 3600) / 60 + 1
-            recv = record.recv_url if record.recv_url.startswith("ipc://") else f"{scheme}://{bind}:{record.ports[0]}"
-            bscript = buffer_script(cfg, recv, f"{scheme}://{bind}:{record.ports[-1]}", folder / "buffer-status.json",
+            bscript = buffer_script(cfg, f"{scheme}://{bind}:{record.ports[0]}",
+                                    f"{scheme}://{bind}:{record.ports[1]}", folder / "buffer-status.json",
                                     opts.max_bytes, opts.idle_timeout, opts.tls, opts.ranks)
             pscript = producer_script(cfg, config_file, opts.ranks)
             callback = cfg.callback_url(JOB, record.id)

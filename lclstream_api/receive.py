@@ -99,11 +99,12 @@ class Receiver:
     ended: bool = False
     timed_out: bool = False
     interruptible: bool = False
+    connections: int = 1
 
     def __iter__(self) -> Iterator[tuple[Envelope, memoryview]]:
         try:
             for message in messages(self.url, idle_timeout=self.idle_timeout, tls=self.tls,
-                                   interruptible=self.interruptible):
+                                   interruptible=self.interruptible, connections=self.connections):
                 try:
                     env, payload = unpack(message)
                 except EnvelopeError as exc:
@@ -137,10 +138,10 @@ class Receiver:
 
 
 def pull(url: str, out_dir: Path | None = None, *, idle_timeout: float = 120.0, tls: DataTLS | None = None,
-         show_progress: bool | None = None, interruptible: bool = False) -> Receiver:
+         show_progress: bool | None = None, interruptible: bool = False, connections: int = 1) -> Receiver:
     """Receive a whole stream; write each data message to ``out_dir`` (when given) and its ledger."""
     receiver = Receiver(url, idle_timeout, tls, Progress(f"pull {url}", enabled=show_progress),
-                        interruptible=interruptible)
+                        interruptible=interruptible, connections=connections)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     for env, payload in receiver:

@@ -108,9 +108,6 @@ class ServiceConfig(BaseModel):
     port_pool: PortPoolConfig = Field(default_factory=lambda: PortPoolConfig(start=20000, end=20999))
     public_host: str = Field("127.0.0.1", description="host name consumers use to reach the buffers")
     bind_host: str = Field("127.0.0.1", description="address the buffers listen on")
-    local_producers_ipc: bool = Field(
-        True, description="producers on a local backend (beside a local buffer) push over a UNIX socket in "
-                          "the transfer's folder instead of TCP (not with tls)")
     admins: list[str] = Field(default_factory=list, description="identities that see every transfer")
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     data_tls: DataTLSConfig | None = None

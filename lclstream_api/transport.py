@@ -16,14 +16,15 @@ _END = object()
 
 
 def messages(url: str, *, idle_timeout: float = 120.0, tls: DataTLS | None = None,
-             interruptible: bool = False) -> Iterator[bytes]:
+             interruptible: bool = False, connections: int = 1) -> Iterator[bytes]:
     """Yield each message from the buffer at ``url`` until its end-of-stream marker.
 
     Raises StreamTimeout when nothing (not even the end) arrives for ``idle_timeout`` seconds.
     ``interruptible``: receive in a helper thread so that Ctrl-C (KeyboardInterrupt) reaches the
     caller at once; a blocking nng receive would hold it back until the next message or the timeout.
+    ``connections``: parallel connections to the buffer (see ``buffer.client.messages``).
     """
-    source = buffer_messages(url, tls=tls, timeout=idle_timeout)
+    source = buffer_messages(url, tls=tls, timeout=idle_timeout, connections=connections)
     return _through_thread(source) if interruptible else source
 
 

@@ -86,14 +86,14 @@ def push_and_hang_up(url: str, producer: int, count: int, size: int, pause: floa
 
 
 def consume(url: str, result: str, delay: float = 0.0, tls: dict | None = None, timeout: float = 60.0,
-            log: str | None = None) -> None:
+            log: str | None = None, connections: int = 1) -> None:
     """Receive until the end marker; ``log`` gets one line per message as it arrives (for killed consumers)."""
     from buffer.client import messages
 
     got: list[tuple[int, int]] = []
     logf = open(log, "w", buffering=1) if log else None  # noqa: SIM115 - closed below
     try:
-        for data in messages(url, tls=TLSFiles(**tls) if tls else None, timeout=timeout):
+        for data in messages(url, tls=TLSFiles(**tls) if tls else None, timeout=timeout, connections=connections):
             ident = check_message(data)
             got.append(ident)
             if logf:

@@ -19,12 +19,12 @@ def _received(paths) -> list[tuple[int, int]]:
 
 
 def _stream(tmp_path, procs, buf, recv: str, send: str, producers: int, count: int, size: int,
-            consumers: int = 2, tls: dict | None = None) -> list[tuple[int, int]]:
+            consumers: int = 2, tls: dict | None = None, connections: int = 1) -> list[tuple[int, int]]:
     """Consumers first (all connected), then producers; checks every message arrived exactly once."""
     results = [tmp_path / f"c{i}.json" for i in range(consumers)]
-    cons = [start(consume, send, str(r), tls=tls) for r in results]
+    cons = [start(consume, send, str(r), tls=tls, connections=connections) for r in results]
     procs += cons
-    buf.wait_status(lambda s: s.consumers_connected == consumers, what="consumers connected")
+    buf.wait_status(lambda s: s.consumers_connected == consumers * connections, what="consumers connected")
     prods = [start(produce, recv, p, count, size, str(tmp_path / f"p{p}.json"), tls=tls) for p in range(producers)]
     procs += prods
     join_all(prods + cons)
@@ -129,3 +129,20 @@ def test_message_over_max_message_size_closes_that_producer_only(tmp_path, buffe
     assert buf.wait(30) == 0
     final = buf.final()
     assert final.messages_received == final.messages_sent == 20 and final.producers_total == 2
+
+
+@pytest.mark.parametrize("scheme", ["tcp", "tls+tcp"])
+def test_a_consumer_with_two_connections_gets_everything_once_and_ends(tmp_path, buffers, procs, pki, scheme):
+    """Each connection ends with its own marker; the consumer stops once all of its connections ended."""
+    recv, send = tcp_url(scheme), tcp_url(scheme)
+    tls_args = ["--cert", pki["server"].cert, "--key", pki["server"].key, "--ca", pki["server"].ca] \
+        if scheme == "tls+tcp" else []
+    buf = buffers("--recv", recv, "--send", send, "--producers", "2", *tls_args)
+    buf.wait_state(BufferState.WAITING)
+    tls = tls_dict(pki["client"]) if tls_args else None
+    got = _stream(tmp_path, procs, buf, recv, send, producers=2, count=150, size=48 * 1024, tls=tls,
+                  connections=2)
+    assert len(got) == 300
+    assert buf.wait(30) == 0
+    final = buf.final()
+    assert final.consumers_total == 4 and final.end_markers_sent >= 4 and final.consumers_connected == 0
