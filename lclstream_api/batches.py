@@ -69,8 +69,9 @@ class BatchStream:
     """Iterable over the decoded batches of the buffer at ``url``; ``receiver`` keeps the ledger."""
 
     def __init__(self, url: str, *, idle_timeout: float = 120.0, tls: DataTLS | None = None,
-                 show_progress: bool | None = False) -> None:
-        self.receiver = Receiver(url, idle_timeout, tls, Progress(f"stream {url}", enabled=show_progress))
+                 show_progress: bool | None = False, connections: int = 1) -> None:
+        self.receiver = Receiver(url, idle_timeout, tls, Progress(f"stream {url}", enabled=show_progress),
+                                 connections=connections)
 
     def __iter__(self) -> Iterator[Batch]:
         for env, payload in self.receiver:
@@ -81,9 +82,11 @@ class BatchStream:
 
 
 def stream(url: str, *, idle_timeout: float = 120.0, tls: DataTLS | None = None,
-           show_progress: bool | None = False) -> BatchStream:
-    """Decoded batches (with rank and sequence) from a transfer's URL, until the end of the stream."""
-    return BatchStream(url, idle_timeout=idle_timeout, tls=tls, show_progress=show_progress)
+           show_progress: bool | None = False, connections: int = 1) -> BatchStream:
+    """Decoded batches (with rank and sequence) from a transfer's URL, until the end of the stream;
+    ``connections`` > 1 receives over that many connections to the buffer."""
+    return BatchStream(url, idle_timeout=idle_timeout, tls=tls, show_progress=show_progress,
+                       connections=connections)
 
 
 def default_cache_root() -> Path:

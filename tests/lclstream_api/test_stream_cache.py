@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from lclstream_api import stream
 from lclstream_api.batches import CachedDataset
@@ -16,10 +17,11 @@ def _ids(batches: list) -> list[int]:
     return sorted(int(v) for b in batches for v in np.asarray(b.data["pulse_id"]).ravel())
 
 
-def test_stream_yields_decoded_batches_with_rank_and_sequence(service: Service) -> None:
+@pytest.mark.parametrize("connections", [1, 2])
+def test_stream_yields_decoded_batches_with_rank_and_sequence(service: Service, connections: int) -> None:
     with service.client("alice") as api:
         view = api.request(synthetic_config(events=20, batch=5), {"ranks": 2})
-        batches = stream(view.url, idle_timeout=60)
+        batches = stream(view.url, idle_timeout=60, connections=connections)
         got = list(batches)
         assert batches.complete()
         assert sorted((b.rank, b.seq) for b in got) == [(r, s) for r in (0, 1) for s in range(2)]
