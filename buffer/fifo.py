@@ -301,16 +301,15 @@ class BoundedFifo:
                 self._idle.append(sink)
             self._for_producers.notify_all()
 
-    def requeue(self, stored: Stored, sink: Sink | None = None) -> None:
-        """A stored message could not be sent (its consumer is gone): back to the head of its lane."""
+    def requeue(self, stored: Stored, sink: Sink) -> None:
+        """``sink`` could not send a stored message (its consumer is gone): back to the head of its lane."""
         with self._for_producers:
             stored.lane.stored.appendleft(stored)
             self._stored += 1
             if stored.lane not in self._lanes:
                 self._lanes.append(stored.lane)
-            if sink is not None:
-                sink.busy = False
-                sink.alive = False
+            sink.busy = False
+            sink.alive = False
             self._for_consumers.notify_all()
 
     def get(self) -> tuple[Any, int] | None:
@@ -346,12 +345,3 @@ class BoundedFifo:
             self._stopped = True
             self._for_producers.notify_all()
             self._for_consumers.notify_all()
-
-    def drop_all(self) -> int:
-        """Forget what is still stored (on cancel); returns how many messages that was."""
-        with self._for_producers:
-            n = sum(len(lane.stored) for lane in self._lanes)
-            for lane in self._lanes:
-                lane.stored.clear()
-            self._stored = 0
-            return n

@@ -180,13 +180,6 @@ def accepted(sock: socket.socket) -> socket.socket:
     return sock
 
 
-def shut(sock: socket.socket) -> None:
-    """Wake every thread blocked on ``sock`` and close it."""
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-    sock.close()
-
-
 def unlink_ipc(url: str) -> None:
     if url.startswith("ipc://"):
         with contextlib.suppress(OSError):
