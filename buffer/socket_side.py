@@ -20,7 +20,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import Enum
 
 from buffer.config import BufferConfig
@@ -78,6 +78,16 @@ class Connections:
             self._socks.discard(sock)
             self._threads.discard(threading.current_thread())
 
+    @contextlib.contextmanager
+    def owned(self, sock: socket.socket) -> Iterator[socket.socket]:
+        """Track ``sock`` while the calling thread serves it; untrack and close it afterwards."""
+        self.track(sock)
+        try:
+            yield sock
+        finally:
+            self.untrack(sock)
+            sock.close()
+
     def alive(self) -> int:
         with self._lock:
             return sum(1 for t in self._threads if t.is_alive())
@@ -98,6 +108,16 @@ class Connections:
         deadline = time.monotonic() + timeout
         while self.alive() and time.monotonic() < deadline:
             time.sleep(0.02)
+
+
+def _greeted(sock: socket.socket, own: int, peer: int, role: str) -> bool:
+    """Exchange greetings; False (logged) if the peer is not the expected side of the pipeline."""
+    try:
+        handshake(sock, own, peer)
+    except (ProtocolError, OSError) as exc:
+        log.warning("dropped a %s connection: %s", role, exc)
+        return False
+    return True
 
 
 def _accept_loop(listener: socket.socket, conns: Connections, serve: Callable[[socket.socket], object],
@@ -158,22 +178,13 @@ class SocketInput:
 
     def _serve(self, sock: socket.socket) -> bool:
         """Forward one producer connection; True if it ended with an end marker."""
-        self.conns.track(sock)
-        try:
-            try:
-                handshake(sock, PULL0, PUSH0)
-            except (ProtocolError, OSError) as exc:
-                log.warning("dropped a producer connection: %s", exc)
-                return False
-            if not self.board.producer_joined():
+        with self.conns.owned(sock):
+            if not _greeted(sock, PULL0, PUSH0, "producer") or not self.board.producer_joined():
                 return False
             try:
                 return self._forward(sock)
             finally:
                 self.board.producer_left(self.cfg.producers)
-        finally:
-            self.conns.untrack(sock)
-            sock.close()
 
     def _forward(self, sock: socket.socket) -> bool:
         fifo, board, limit, framing_ = self.fifo, self.board, self.cfg.max_message_size, self.framing
@@ -314,12 +325,8 @@ class SocketOutput:
 
     def _serve(self, sock: socket.socket) -> bool:
         """Feed one consumer connection; True once it took its end marker."""
-        self.conns.track(sock)
-        try:
-            try:
-                handshake(sock, PUSH0, PULL0)
-            except (ProtocolError, OSError) as exc:
-                log.warning("dropped a consumer connection: %s", exc)
+        with self.conns.owned(sock):
+            if not _greeted(sock, PUSH0, PULL0, "consumer"):
                 return False
             self.board.consumer_joined()
             sink = Sink(sock, self.framing)
@@ -329,9 +336,6 @@ class SocketOutput:
             finally:
                 self.fifo.remove_sink(sink)  # waits until no producer side writes into it any more
                 self.board.consumer_left()
-        finally:
-            self.conns.untrack(sock)
-            sock.close()
 
     def _feed(self, sink: Sink) -> bool:
         fifo, board, sock = self.fifo, self.board, sink.conn

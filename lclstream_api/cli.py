@@ -25,6 +25,7 @@ from lclstream_api.client import TransferAPIError, TransferClient, load_request_
 from lclstream_api.models import TransferOptions, TransferView
 from lclstream_api.receive import Receiver, pull
 from lclstream_api.transport import DataTLS
+from streamer.cli import int_at_least
 
 EXIT_INCOMPLETE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -55,20 +56,10 @@ def _option_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--idempotency-key", default=None, help="asking twice with the same key starts one transfer")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is less than 1")
-    return value
-
-
 def _receive_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=None, help="directory for one file per message")
     p.add_argument("--wait", type=float, default=120.0, help="give up after this many seconds without data")
-    p.add_argument("--connections", type=_positive_int, default=1,
+    p.add_argument("--connections", type=int_at_least(1), default=1,
                    help="parallel connections to the buffer (2 keeps large messages flowing back to back)")
     p.add_argument("--shared", action="store_true",
                    help="other consumers share this stream: exit 0 at a clean end even if this one saw a part")

@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from streamer.config import ConfigError, config_schema, describe, load_config
@@ -29,7 +30,7 @@ def _run_parser() -> argparse.ArgumentParser:
         description="Stream events: source -> processing -> serializer -> data handlers (MPI-parallel). "
                     "Other commands: 'lclstreamer schema', 'lclstreamer validate CONFIG'.")
     parser.add_argument("-c", "--config", required=True, type=Path, help="streamer config (YAML or JSON)")
-    parser.add_argument("--num-events", type=_non_negative, default=None,
+    parser.add_argument("--num-events", type=int_at_least(0), default=None,
                         help="stream at most this many events (of the whole run, before splitting)")
     parser.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS)
     parser.add_argument("--summary-json", type=Path, default=None, help="rank 0 also writes the summary here")
@@ -40,14 +41,19 @@ def _run_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number no smaller than ``minimum``, else one clear sentence."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
+        return value
+
+    return parse
 
 
 def _fail(message: str) -> int:

@@ -37,7 +37,7 @@ def test_get_requests_pulls_and_reports(service: Service, tmp_path: Path) -> Non
     bad = _lclstream(service, "request", str(cfg), "--ranks", "0")
     assert bad.returncode == 2 and "--ranks" in bad.stderr
     bad = _lclstream(service, "pull", "tcp://127.0.0.1:9", "--connections", "0")
-    assert bad.returncode == 2 and "--connections: 0 is less than 1" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "--connections: must be 1 or more, got 0" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_no_consumer_within_the_idle_timeout_fails_the_transfer(service: Service) -> None:
