@@ -363,7 +363,7 @@ class KafkaBroker:
         self.progress.show("formatting KRaft storage ...")
         fmt = subprocess.run(
             self._java_cmd(libs, "kafka.tools.StorageTool", "format", "--standalone",
-                           "-t", _random_cluster_id(), "-c", str(props)),
+                           f"--cluster-id={_random_cluster_id()}", "-c", str(props)),
             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
         if fmt.returncode != 0:
             raise BrokerError(f"kafka-storage format failed (exit {fmt.returncode}):\n{fmt.stdout}{fmt.stderr}")
