@@ -61,13 +61,16 @@ class TransferCondition(BaseModel):
         return self.messages is None or (metrics is not None and metrics.messages_sent >= self.messages)
 
     def check(self, view: TransferView) -> Verdict:
+        """Done when the condition holds; failed when the transfer failed or was canceled (whatever it
+        reached before) or completed without meeting the condition."""
+        if view.state in BAD_ENDS:
+            return Verdict(done=True, failed=True,
+                           reason=f"transfer {view.id} {view.state.value}: {view.reason or view.state.value}")
         if self.met(view):
             return Verdict(done=True, failed=False, reason=f"transfer {view.id} reached {self.describe()}")
         if view.state.terminal:
-            why = view.reason or view.state.value
-            if view.state is TransferState.COMPLETED:
-                why = f"it completed without reaching {self.describe()}"
-            return Verdict(done=True, failed=True, reason=f"transfer {view.id} {view.state.value}: {why}")
+            return Verdict(done=True, failed=True, reason=f"transfer {view.id} completed without reaching "
+                                                          f"{self.describe()}")
         return Verdict(done=False, failed=False, reason=f"transfer {view.id} is {view.state.value}")
 
 
@@ -102,12 +105,16 @@ def failure_message(view: TransferView, reason: str) -> str:
 
 
 def summary(view: TransferView) -> dict[str, Any]:
-    """The XCom summary of a transfer: id, url, state, what was delivered, how long it took, rates."""
+    """The XCom summary of a transfer: id, url, state, what was delivered, how long it took, rates.
+
+    Messages and bytes are the buffer's counts of what it sent to consumers: the data messages plus
+    each producer rank's end-of-stream message (the buffer never looks inside a message).
+    """
     started = next((t.time for t in view.log if t.state is TransferState.STREAMING), view.created)
     ended = next((t.time for t in view.log if t.state.terminal), view.updated)
     duration = max(ended - started, 0.0)
     metrics = view.metrics
-    messages = metrics.messages_sent if metrics else 0
+    messages = metrics.messages_sent if metrics else 0  # as the buffer counts them (each rank's end message too)
     nbytes = metrics.bytes_sent if metrics else 0
     return {"transfer_id": view.id, "url": view.url, "state": view.state.value, "reason": view.reason,
             "messages_delivered": messages, "bytes_delivered": nbytes,

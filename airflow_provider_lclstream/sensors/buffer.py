@@ -29,8 +29,8 @@ from airflow_provider_lclstream.arguments import (
 from airflow_provider_lclstream.hooks.lclstream import LCLStreamHook
 from airflow_provider_lclstream.operators.transfer import transfer_outcome
 from airflow_provider_lclstream.transfer_wait import TransferCondition, failure_message, summary
+from airflow_provider_lclstream.triggers.polling import transient
 from airflow_provider_lclstream.triggers.transfer import TransferTrigger
-from lclstream_api.client import TransferAPIError
 
 
 class BufferSensor(BaseSensorOperator):
@@ -65,13 +65,16 @@ class BufferSensor(BaseSensorOperator):
         self.deferrable = default_deferrable() if deferrable is None else deferrable
 
     def poke(self, context: Any) -> PokeReturnValue:
+        hook = LCLStreamHook(self.lclstream_conn_id)
         try:
-            view = LCLStreamHook(self.lclstream_conn_id).status(self.transfer_id)
-        except TransferAPIError as exc:
-            if exc.status >= 500:
-                self.log.warning("transfer %s: LCLStream-API answered %s; trying again", self.transfer_id, exc)
+            view = hook.status(self.transfer_id)
+        except Exception as exc:
+            if transient(exc):  # the service restarting, the network: the next poke tries again
+                self.log.warning("transfer %s: LCLStream-API not answering (%s); trying again", self.transfer_id, exc)
                 return PokeReturnValue(is_done=False)
             raise AirflowFailException(f"transfer {self.transfer_id}: {exc}") from None
+        finally:
+            hook.close()
         verdict = self.condition.check(view)
         if verdict.failed:
             raise AirflowFailException(failure_message(view, verdict.reason))

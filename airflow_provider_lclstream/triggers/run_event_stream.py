@@ -109,6 +109,42 @@ def find_event(settings: KafkaSettings, topic: str, since: datetime, matches: Ca
         consumer.close(autocommit=False)
 
 
+class AdvancePlan(NamedTuple):
+    """What to do for one partition: commit up to ``commit`` (the next offset to read), keep ``floor``
+    (the earliest offset held for re-reading) and, when set, re-read from ``seek``."""
+
+    commit: int | None
+    floor: int | None
+    seek: int | None
+
+
+def plan_advance(batch: Sequence[AdvanceItem], floor: int | None) -> AdvancePlan:
+    """Decide a partition's commit from one batch of resolved messages (in offset order).
+
+    A message counts as taken when a subscriber acknowledged it (its trigger events were persisted, or
+    it matched no trigger) or rejected it, and none failed. The first message not taken (an ack
+    timeout, or a broadcast nobody was subscribed to) is held: commits stop below it and the partition
+    is read again from there. The hold (``floor``) outlives the batch and lifts only once a batch that
+    starts at or before it takes the held message.
+    """
+    commit: int | None = None
+    held: int | None = None
+    for item in batch:
+        outcome = item.outcome
+        if outcome.failed or not (outcome.acked or outcome.rejected):
+            held = item.broker_payload.offset
+            break
+        commit = item.broker_payload.offset + 1
+    first = batch[0].broker_payload.offset
+    if floor is not None and first <= floor and commit is not None and commit > floor:
+        floor = None  # the held message was read again and taken
+    if held is not None:
+        floor = held if floor is None else min(floor, held)
+    if commit is not None and floor is not None:
+        commit = min(commit, floor)
+    return AdvancePlan(commit, floor, floor if held is not None else None)
+
+
 class RunEventStream(SharedStreamProducer):
     """One consumer of one run-events topic; see the module docstring.
 
@@ -142,37 +178,20 @@ class RunEventStream(SharedStreamProducer):
         return broker_payload.topic, broker_payload.partition  # commits are cumulative per partition
 
     async def advance(self, batch: Sequence[AdvanceItem]) -> None:
-        """Commit through the last message every subscriber took; hold (and re-read) the first one not taken.
-
-        A message counts as taken when it was acknowledged (its trigger events persisted, or it matched
-        no trigger) or rejected; a failed one (ack timeout) or one broadcast to nobody is held: the
-        partition's commits stop below it until a re-read takes it.
-        """
+        """Commit what every subscriber took; hold and re-read what one did not (see :func:`plan_advance`)."""
         if self.thread is None or self.since is not None:
             return
         first: KafkaPosition = batch[0].broker_payload
         tp = TopicPartition(first.topic, first.partition)
-        commit_to: int | None = None
-        held: int | None = None
-        for item in batch:
-            outcome = item.outcome
-            if outcome.failed or not (outcome.acked or outcome.rejected):
-                held = item.broker_payload.offset
-                break
-            commit_to = item.broker_payload.offset + 1
-        floor = self._floors.get(tp)
-        if floor is not None and first.offset <= floor and commit_to is not None and commit_to > floor:
-            floor = None  # the held message was read again and taken
-        if held is not None:
-            floor = held if floor is None else min(floor, held)
-        if floor is None:
+        plan = plan_advance(batch, self._floors.get(tp))
+        if plan.floor is None:
             self._floors.pop(tp, None)
         else:
-            self._floors[tp] = floor
-        if commit_to is not None:
-            self.thread.commit({tp: commit_to if floor is None else min(commit_to, floor)})
-        if held is not None and floor is not None:
-            self.thread.seek(tp, floor)
+            self._floors[tp] = plan.floor
+        if plan.commit is not None:
+            self.thread.commit({tp: plan.commit})
+        if plan.seek is not None:
+            self.thread.seek(tp, plan.seek)
 
     async def aclose(self) -> None:
         if self.thread is not None:
