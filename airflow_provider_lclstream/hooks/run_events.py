@@ -146,16 +146,20 @@ class RunEventsHook(BaseHook):
         """The UI's Test button: are the broker and the topic reachable? Lists the topic's partitions."""
         try:
             settings = self.settings()
+        except Exception as exc:
+            return False, str(exc)
+        servers = ",".join(settings.bootstrap_servers)
+        try:
             consumer = settings.consumer(group_id=None, request_timeout_ms=int(CONNECT_TIMEOUT_S * 1000))
         except Exception as exc:
-            return False, f"cannot create a Kafka client: {exc}"
+            return False, f"broker {servers} not reachable: {exc!r}"
         try:
             consumer.bootstrap(timeout_ms=int(CONNECT_TIMEOUT_S * 1000))
             partitions = sorted(consumer.partitions_for_topic(settings.topic))
         except Exception as exc:
-            return False, f"broker {','.join(settings.bootstrap_servers)} not reachable: {exc!r}"
+            return False, f"broker {servers} not reachable: {exc!r}"
         finally:
             consumer.close()
         if not partitions:
-            return False, f"broker reachable, but topic {settings.topic!r} does not exist (or is not visible)"
+            return False, f"broker {servers} reachable, but topic {settings.topic!r} does not exist (or is not visible)"
         return True, f"topic {settings.topic!r}: {len(partitions)} partitions {partitions}"

@@ -65,3 +65,17 @@ def test_bad_transfer_condition_fails_at_once() -> None:
         TransferTrigger(transfer_id="x", condition={})
     with pytest.raises(ValueError, match="consumers"):
         TransferTrigger(transfer_id="x", condition={"consumers": 0})
+
+
+def test_usable_behind_an_asset_watcher() -> None:
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG, Asset, AssetWatcher
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    trigger = RunEventTrigger(kafka_conn_id="kafka_mfx", kinds=["run_start"], instrument="MFX")
+    runs = Asset("mfx_runs", watchers=[AssetWatcher(name="mfx_run_starts", trigger=trigger)])
+    with DAG("on_run_start", schedule=[runs]) as dag:
+        EmptyOperator(task_id="start")
+    serialized = json.dumps(DagSerialization.serialize_dag(dag))
+    assert "airflow_provider_lclstream.triggers.run_events.RunEventTrigger" in serialized
+    assert "kafka_mfx" in serialized
