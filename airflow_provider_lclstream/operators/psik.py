@@ -30,6 +30,7 @@ from airflow_provider_lclstream.arguments import (
     templated,
     wait_here,
 )
+from airflow_provider_lclstream.cancel import cancel_killed
 from airflow_provider_lclstream.hooks.psik import PsikHook
 from airflow_provider_lclstream.run_event_context import RunEventTemplating
 from airflow_provider_lclstream.triggers.psik_job import PsikJobTrigger
@@ -104,10 +105,7 @@ class PsikJobOperator(RunEventTemplating, BaseOperator):
         return {key: event[key] for key in ("jobid", "state", "info", "exit_code")}
 
     def on_kill(self) -> None:
-        if self.job_id is None or not self.cancel_on_kill:
-            return
-        try:
-            record = PsikHook(self.psik_conn_id).cancel(self.job_id)
-            self.log.info("job %s canceled (the task was killed): %s", self.job_id, record.state.value)
-        except PsikAPIError as exc:
-            self.log.info("job %s not canceled: %s", self.job_id, exc)
+        if self.job_id is not None and self.cancel_on_kill:
+            job_id = self.job_id
+            hook = PsikHook(self.psik_conn_id)
+            cancel_killed(self.log, f"job {job_id}", lambda: hook.cancel(job_id))

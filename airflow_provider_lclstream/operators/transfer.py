@@ -38,6 +38,7 @@ from airflow_provider_lclstream.arguments import (
     templated,
     wait_here,
 )
+from airflow_provider_lclstream.cancel import cancel_killed
 from airflow_provider_lclstream.hooks.lclstream import LCLStreamHook
 from airflow_provider_lclstream.run_event_context import RunEventTemplating, context_run_event
 from airflow_provider_lclstream.transfer_wait import TransferCondition, event_payload
@@ -156,10 +157,7 @@ class LCLStreamTransferOperator(RunEventTemplating, BaseOperator):
         return transfer_outcome(event, self.log)
 
     def on_kill(self) -> None:
-        if self.transfer_id is None or not self.cancel_on_kill:
-            return
-        try:
-            view = LCLStreamHook(self.lclstream_conn_id).cancel(self.transfer_id)
-            self.log.info("transfer %s canceled (the task was killed): %s", self.transfer_id, view.reason)
-        except TransferAPIError as exc:
-            self.log.info("transfer %s not canceled: %s", self.transfer_id, exc)
+        if self.transfer_id is not None and self.cancel_on_kill:
+            transfer_id = self.transfer_id
+            hook = LCLStreamHook(self.lclstream_conn_id)
+            cancel_killed(self.log, f"transfer {transfer_id}", lambda: hook.cancel(transfer_id))

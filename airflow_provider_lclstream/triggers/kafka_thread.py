@@ -31,11 +31,16 @@ log = logging.getLogger(__name__)
 
 POLL_MS = 200  # longest a queued commit or a stop request waits for the thread
 STATE_CHECK_S = 1.0  # how often the connection state is looked at
+JOIN_TIMEOUT_S = 60.0  # a consumer that never heartbeated in its group this long is replaced
 BACKOFF_START_S, BACKOFF_MAX_S = 1.0, 30.0
 
 
 class ConsumerStopped(RuntimeError):
     """The consumer thread has ended (stopped, or could not go on); ``get`` raises it."""
+
+
+class GroupJoinStuck(RuntimeError):
+    """The consumer never completed joining its group (no heartbeat); it is replaced by a new one."""
 
 
 @dataclass(frozen=True)
@@ -148,12 +153,12 @@ class ConsumerThread:
 
     def _serve(self, consumer: KafkaConsumer) -> None:
         """Poll and hand records on until asked to stop; raises when the consumer fails."""
-        next_check = 0.0
+        next_check, created = 0.0, time.monotonic()
         while not self.stopping.is_set():
             self._run_commands(consumer)
             batches = consumer.poll(timeout_ms=POLL_MS)
             if time.monotonic() >= next_check:
-                self._check_connection(consumer)
+                self._check_connection(consumer, time.monotonic() - created)
                 next_check = time.monotonic() + STATE_CHECK_S
             for records in batches.values():
                 for record in records:
@@ -164,8 +169,12 @@ class ConsumerThread:
                         return
                     self._hand(record)
 
-    def _check_connection(self, consumer: KafkaConsumer) -> None:
-        metrics = consumer.metrics().get("consumer-metrics", {})
+    def _check_connection(self, consumer: KafkaConsumer, age: float) -> None:
+        every = consumer.metrics()
+        metrics = every.get("consumer-metrics", {})
+        group = every.get("consumer-coordinator-metrics") if consumer.config.get("group_id") else None
+        if group is not None and age > JOIN_TIMEOUT_S and group.get("last-heartbeat-seconds-ago") == float("inf"):
+            raise GroupJoinStuck(f"no heartbeat in its consumer group within {age:.0f} s")
         if metrics.get("connection-count", 0) > 0:
             parts = sorted((tp.topic, tp.partition) for tp in consumer.assignment())
             where = ", ".join(f"{t}[{p}]" for t, p in parts) or "no partitions assigned yet"

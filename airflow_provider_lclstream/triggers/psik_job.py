@@ -15,6 +15,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_lclstream.cancel import acancel_killed
 from airflow_provider_lclstream.hooks.psik import PsikHook
 from airflow_provider_lclstream.triggers.polling import Poller
 from psik.client import AsyncPsikClient, PsikAPIError
@@ -111,13 +112,6 @@ class PsikJobTrigger(BaseTrigger):
             lines[stream] = whole
 
     async def on_kill(self) -> None:
-        if not self.cancel_on_kill:
-            return
-        client = await PsikHook(self.psik_conn_id).aget_conn()
-        try:
-            record = await client.cancel(self.jobid)
-            self.log.info("job %s canceled (the task was killed): %s", self.jobid, record.state.value)
-        except PsikAPIError as exc:
-            self.log.info("job %s not canceled: %s", self.jobid, exc)
-        finally:
-            await client.aclose()
+        if self.cancel_on_kill:
+            await acancel_killed(self.log, f"job {self.jobid}", PsikHook(self.psik_conn_id),
+                                 lambda client: client.cancel(self.jobid))

@@ -16,6 +16,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_lclstream.cancel import acancel_killed
 from airflow_provider_lclstream.hooks.lclstream import LCLStreamHook
 from airflow_provider_lclstream.transfer_wait import TransferCondition, event_payload, transitions
 from airflow_provider_lclstream.triggers.polling import Poller
@@ -80,13 +81,6 @@ class TransferTrigger(BaseTrigger):
             await client.aclose()
 
     async def on_kill(self) -> None:
-        if not self.cancel_on_kill:
-            return
-        client = await LCLStreamHook(self.lclstream_conn_id).aget_conn()
-        try:
-            view = await client.cancel(self.transfer_id)
-            self.log.info("transfer %s canceled (the task was killed): %s", self.transfer_id, view.reason)
-        except TransferAPIError as exc:
-            self.log.info("transfer %s not canceled: %s", self.transfer_id, exc)
-        finally:
-            await client.aclose()
+        if self.cancel_on_kill:
+            await acancel_killed(self.log, f"transfer {self.transfer_id}", LCLStreamHook(self.lclstream_conn_id),
+                                 lambda client: client.cancel(self.transfer_id))

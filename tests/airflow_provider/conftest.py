@@ -6,8 +6,8 @@ migrates its metadata database once per session (``dag.test()`` needs it). Conne
 Airflow as ``AIRFLOW_CONN_*`` variables, exactly as a deployment's secrets would be:
 
 * ``kafka_conn``: an ``lclstream_kafka`` connection to the session's real broker, on a fresh topic;
-* ``transfer_service`` + ``lclstream_conn``: a real LCLStream-API process (local Psi-k jobs) and an
-  ``lclstream`` connection for alice with her TLS material as PEM text;
+* ``service`` (the LCLStream-API suite's fixture) + ``lclstream_conn``: a real LCLStream-API process
+  (local Psi-k jobs) and an ``lclstream`` connection for alice with her TLS material as PEM text;
 * ``psik_api`` + ``psik_conn``: a real Psik-API process (local backend) and a ``psik`` connection for
   alice with her TLS material as file paths.
 """
@@ -18,7 +18,6 @@ import importlib.util
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,8 +30,11 @@ from typing import Any
 
 import pytest
 
+from lclstream_api.local import stop_process
 from tests.fixtures.kafka import kafka_bootstrap  # noqa: F401 - the session broker
 from tests.fixtures.pki import Pki, make_pki
+from tests.lclstream_api.conftest import api_pki, service  # noqa: F401 - a real LCLStream-API (alice, bob)
+from tests.lclstream_api.harness import Service
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -100,32 +102,10 @@ def as_pem_text(paths: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture
-def transfer_service(tmp_path: Path) -> Iterator[object]:
-    """A real lclstream-api process (local Psi-k backend) with users alice and bob."""
-    from tests.lclstream_api.harness import Service
-
-    pki = make_pki(tmp_path, server="lclstream-api", users=("alice", "bob"))
-    svc = Service(tmp_path / "svc", pki, overrides={"limits": {"concurrent_per_user": 4}})
-    try:
-        try:
-            svc.start()
-        except RuntimeError:  # a port picked as free was taken meanwhile (other suites run at once): new ports
-            svc = Service(tmp_path / "svc2", pki, overrides={"limits": {"concurrent_per_user": 4}})
-            svc.start()
-        yield svc
-    finally:
-        svc.stop()
-        svc.cleanup_jobs()
-        print("---- lclstream-api log (last 40 lines) ----")
-        print("\n".join(svc.log_text().splitlines()[-40:]))
-
-
-@pytest.fixture
-def lclstream_conn(transfer_service: object, monkeypatch: pytest.MonkeyPatch) -> str:
+def lclstream_conn(service: Service, monkeypatch: pytest.MonkeyPatch) -> str:  # noqa: F811
     """An ``lclstream`` connection for alice; her certificate, key and the CA given as PEM text."""
-    svc = transfer_service
-    return set_connection(monkeypatch, "lclstream_alice", "lclstream", host=svc.url,  # type: ignore[attr-defined]
-                          extra=as_pem_text(user_tls(svc.pki, "alice", "lclstream-api")))  # type: ignore[attr-defined]
+    return set_connection(monkeypatch, "lclstream_alice", "lclstream", host=service.url,
+                          extra=as_pem_text(user_tls(service.pki, "alice", "lclstream-api")))
 
 
 @dataclass
@@ -160,12 +140,7 @@ def psik_api(tmp_path: Path) -> Iterator[PsikApi]:
         yield PsikApi(url=url, pki=pki, prefix=prefix, config=cfg)
     finally:
         cancel_unfinished(load_config(cfg))
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        stop_process(proc)
 
 
 @pytest.fixture

@@ -40,13 +40,13 @@ STREAM_DAG = """
 """
 
 
-def test_stream_dag_runs_to_success(airflow_db: Path, transfer_service: Service, lclstream_conn: str,
+def test_stream_dag_runs_to_success(airflow_db: Path, service: Service, lclstream_conn: str,
                                     psik_api: PsikApi, psik_conn: str, tmp_path: Path) -> None:
     result, out = tmp_path / "result.json", tmp_path / "received"
     source = STREAM_DAG.format(out=str(out), config=synthetic_config(events=40, batch=4), lclstream=lclstream_conn,
                                psik=psik_conn, result=str(result))
     run = dag_file("provider_stream", source).dag.test()
-    assert run.state == "success", transfer_service.log_text()[-3000:]
+    assert run.state == "success", service.log_text()[-3000:]
     got = json.loads(result.read_text())
     summary, job = got["summary"], got["job"]
     assert summary["state"] == "completed" and summary["messages_delivered"] == 10 + 2  # batches + each rank's end and summary["consumers"] == 1

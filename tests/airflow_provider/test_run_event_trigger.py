@@ -192,6 +192,9 @@ def test_shared_stream_one_consumer_commits_only_what_airflow_persisted(kafka_co
         tasks = {tid: asyncio.create_task(subscriber(tid)) for tid in watchers}
         deadline = asyncio.get_running_loop().time() + WAIT
         while (not got[1] or not got[2]) and asyncio.get_running_loop().time() < deadline:
+            for task in tasks.values():
+                if task.done():
+                    task.result()  # a subscriber that ended early: show why
             await asyncio.sleep(0.1)
         consumers = [t.name for t in threading.enumerate() if t.name.startswith("lclstream-kafka[")]
         assert len(consumers) == 1, consumers  # one consumer for both watchers

@@ -90,7 +90,7 @@ TRANSFER_DAG = """
 """
 
 
-def test_operator_runs_a_real_transfer_to_completion(airflow_db: Path, transfer_service: Service,
+def test_operator_runs_a_real_transfer_to_completion(airflow_db: Path, service: Service,
                                                      lclstream_conn: str, tmp_path: Path) -> None:
     templates = tmp_path / "templates"
     templates.mkdir()
@@ -101,11 +101,11 @@ def test_operator_runs_a_real_transfer_to_completion(airflow_db: Path, transfer_
     result = tmp_path / "result.json"
     dag = dag_file("provider_transfer", TRANSFER_DAG.format(templates=str(templates), event=event_payload(event),
                                                             conn=lclstream_conn, result=str(result))).dag
-    consumer = Consumer(transfer_service, tmp_path / "out")
+    consumer = Consumer(service, tmp_path / "out")
     consumer.start()
     run = dag.test()
     consumer.join(WAIT)
-    assert run.state == "success", transfer_service.log_text()[-3000:]
+    assert run.state == "success", service.log_text()[-3000:]
     assert consumer.returncode == 0, consumer.stderr
     got = json.loads(result.read_text())
     summary = got["summary"]
@@ -119,7 +119,7 @@ def test_operator_runs_a_real_transfer_to_completion(airflow_db: Path, transfer_
     assert hook.request(rendered, {"ranks": 1}, idempotency_key="mfxp1001121/12").id == got["transfer_id"]
 
 
-def test_trigger_sees_consumers_connect_and_on_kill_cancels(transfer_service: Service, lclstream_conn: str) -> None:
+def test_trigger_sees_consumers_connect_and_on_kill_cancels(service: Service, lclstream_conn: str) -> None:
     hook = LCLStreamHook(lclstream_conn)
     # a long run into a small buffer: with a consumer that takes one message and holds, it streams on
     view = hook.request(synthetic_config(events=100_000, batch=4), {"ranks": 1, "max_bytes": 2**20})
@@ -153,7 +153,7 @@ def test_trigger_sees_consumers_connect_and_on_kill_cancels(transfer_service: Se
         sensor.poke({})  # a canceled transfer fails the sensor at once
 
 
-def test_buffer_sensor_fails_at_once_when_the_transfer_fails(transfer_service: Service, lclstream_conn: str) -> None:
+def test_buffer_sensor_fails_at_once_when_the_transfer_fails(service: Service, lclstream_conn: str) -> None:
     hook = LCLStreamHook(lclstream_conn)
     view = hook.request(synthetic_config(events=400), {"ranks": 1})
     hook.cancel(view.id)
@@ -188,15 +188,15 @@ KILL_DAG = """
 """
 
 
-def test_killing_the_waiting_task_cancels_its_transfer(airflow_db: Path, transfer_service: Service,
+def test_killing_the_waiting_task_cancels_its_transfer(airflow_db: Path, service: Service,
                                                       lclstream_conn: str, tmp_path: Path) -> None:
     dag_file("provider_kill", KILL_DAG.format(config=synthetic_config(events=4000), conn=lclstream_conn))
-    known = {t.id for t in alice_transfers(transfer_service)}
+    known = {t.id for t in alice_transfers(service)}
     hook = LCLStreamHook(lclstream_conn)
     proc = subprocess.Popen([sys.executable, str(AIRFLOW_HOME / "dags" / "provider_kill.py")], env=dict(os.environ),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        view = wait_for(lambda: next((t for t in alice_transfers(transfer_service) if t.id not in known), None),
+        view = wait_for(lambda: next((t for t in alice_transfers(service) if t.id not in known), None),
                         WAIT, what="the task's transfer")
         assert not hook.status(view.id).state.terminal
         proc.send_signal(signal.SIGTERM)  # what Airflow does to a task it kills: the operator's on_kill
