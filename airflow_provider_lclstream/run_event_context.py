@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from jinja2 import StrictUndefined
 from pydantic import ValidationError
 
 from airflow_provider_lclstream.arguments import templated
@@ -76,7 +77,8 @@ def context_run_event(context: Any, given: Any = None) -> RunEvent | None:
 class RunEventTemplating:
     """Adds ``run_event`` to the template context before the task's fields are rendered.
 
-    Mixed into the operators and sensors that work for one run (see ``run_event_context``).
+    Mixed into the operators and sensors that work for one run. When several run events triggered the
+    DAG run and none was given, a template that uses ``run_event`` fails with that explanation.
     """
 
     run_event: Any
@@ -88,6 +90,10 @@ class RunEventTemplating:
             if isinstance(given, str) and templated(given):
                 given = self.render_template(given, context, jinja_env, seen_oids)  # type: ignore[attr-defined]
             self.run_event = given
-            event = context_run_event(context, given)
-            context["run_event"] = {**event.model_dump(mode="json"), "key": event.key} if event else None
+            try:
+                event = context_run_event(context, given)
+            except RunEventArgumentError as exc:  # an error only if a template of this task uses run_event
+                context["run_event"] = StrictUndefined(hint=str(exc), name="run_event")
+            else:
+                context["run_event"] = {**event.model_dump(mode="json"), "key": event.key} if event else None
         super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)  # type: ignore[misc]

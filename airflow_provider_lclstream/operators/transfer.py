@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import yaml
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_lclstream.arguments import (
     ArgumentError,
@@ -42,6 +42,7 @@ from airflow_provider_lclstream.cancel import cancel_killed
 from airflow_provider_lclstream.hooks.lclstream import LCLStreamHook
 from airflow_provider_lclstream.run_event_context import RunEventTemplating, context_run_event
 from airflow_provider_lclstream.transfer_wait import TransferCondition, event_payload
+from airflow_provider_lclstream.triggers.polling import transient
 from airflow_provider_lclstream.triggers.transfer import TransferTrigger
 from lclstream_api.client import TransferAPIError, load_request_config
 from lclstream_api.models import TransferOptions
@@ -129,12 +130,15 @@ class LCLStreamTransferOperator(RunEventTemplating, BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         name = task_name(self)
         options = check_model(TransferOptions, self.options, "options", name).model_dump(mode="json", exclude_unset=True)
-        event = context_run_event(context, self.run_event)
-        key = self.idempotency_key or (event.key if event else None)
+        key = self.idempotency_key
+        if not key and (event := context_run_event(context, self.run_event)) is not None:
+            key = event.key
         hook = LCLStreamHook(self.lclstream_conn_id)
         try:
             view = hook.request(self._streamer_config(), options, idempotency_key=key)
         except TransferAPIError as exc:
+            if transient(exc):  # busy (429) or broken for now (5xx): a retry of the task may succeed
+                raise AirflowException(f"LCLStream-API could not take the transfer now: {exc}") from None
             raise AirflowFailException(f"LCLStream-API refused the transfer: {exc}") from None
         self.transfer_id = view.id
         self.log.info("transfer %s (%s) for %s: data at %s", view.id, view.state.value, key or "no idempotency key",

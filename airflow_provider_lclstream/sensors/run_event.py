@@ -22,7 +22,11 @@ from pydantic import ValidationError
 
 from airflow_provider_lclstream.arguments import ArgumentError, default_deferrable, task_name
 from airflow_provider_lclstream.hooks.run_events import RunEventsHook
-from airflow_provider_lclstream.run_event_context import RunEventTemplating, context_run_event
+from airflow_provider_lclstream.run_event_context import (
+    RunEventArgumentError,
+    RunEventTemplating,
+    context_run_event,
+)
 from airflow_provider_lclstream.triggers.run_event_stream import find_event
 from airflow_provider_lclstream.triggers.run_events import RunEventTrigger, event_payload, parse_since
 from elog.events import RunEventFilter
@@ -74,7 +78,12 @@ class RunEventSensor(RunEventTemplating, BaseSensorOperator):
 
     def _trigger(self, context: Any) -> RunEventTrigger:
         """The filter of this task, with the run and the start point filled in from the context."""
-        event = context_run_event(context, self.run_event)
+        try:
+            event = context_run_event(context, self.run_event)
+        except RunEventArgumentError:
+            if self.experiment is None:
+                raise  # which run to wait for is ambiguous
+            event = None  # the run is named; ``since`` falls back to ``lookback``
         experiment, run = self.experiment, self.run
         if experiment is None and event is not None:
             experiment, run = event.experiment, event.run if run in (None, "", "None") else run

@@ -55,3 +55,20 @@ def test_several_runs_at_once_must_be_told_apart() -> None:
 def test_a_bad_run_event_names_its_field() -> None:
     with pytest.raises(RunEventArgumentError, match="run_event.run"):
         context_run_event({}, {**event_payload(run_event(1)), "run": "twelve"})
+
+
+def test_templates_see_the_run_event() -> None:
+    from airflow.sdk import DAG
+
+    from airflow_provider_lclstream.operators.psik import PsikJobOperator
+
+    script = "pull --out /scratch/{{ run_event.experiment }}/r{{ run_event.run }} # {{ run_event.key }}"
+    with DAG("render_run_event", schedule=None, start_date=NOW):
+        job = PsikJobOperator(task_id="job", spec={"script": script})
+        ambiguous = PsikJobOperator(task_id="ambiguous", spec={"script": script})
+        plain = PsikJobOperator(task_id="plain", spec={"script": "hostname"})
+    job.render_template_fields(context_with(run_event(12)))
+    assert job.spec["script"] == "pull --out /scratch/mfxp1001121/r12 # mfxp1001121/12"
+    plain.render_template_fields(context_with(run_event(12), run_event(13)))  # no run_event used: no problem
+    with pytest.raises(Exception, match="2 run events triggered this DAG run"):
+        ambiguous.render_template_fields(context_with(run_event(12), run_event(13)))
