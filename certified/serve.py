@@ -1,4 +1,8 @@
-"""Run an ASGI app under uvicorn with mutual TLS 1.3, the caller in the scope, and a JSON access log."""
+"""Run an ASGI app under uvicorn with mutual TLS 1.3, the caller in the scope, and a JSON access log.
+
+Every app is served behind ``certified.request_guard.RequestGuard`` (413 over ``max_body`` bytes, 422
+for NaN/Infinity), so each service refuses oversized and non-finite requests the same way.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from certified.access_log import ACCESS_LOGGER, AccessLog
 from certified.asgi_tls import PROTOCOL
 from certified.errors import CertifiedError
 from certified.handshake import report_refusals
+from certified.request_guard import DEFAULT_MAX_BODY, RequestGuard
 from certified.tls import server_context
 
 log = logging.getLogger("certified.serve")
@@ -67,17 +72,18 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(app: Any, url: str, config_dir: str | Path | None = None, *, log_level: str = "info") -> None:
+def serve(app: Any, url: str, config_dir: str | Path | None = None, *, log_level: str = "info",
+          max_body: int = DEFAULT_MAX_BODY) -> None:
     """Serve ``app`` (an ASGI app or 'module:attr') at ``url`` (https://HOST:PORT) until SIGINT/SIGTERM.
 
     TLS 1.3 only; clients must present a certificate signed by a trusted client CA. Requests carry the
     ASGI TLS extension (so ``certified.fastapi.caller`` works) and each is logged as one JSON line on
     stderr by the ``certified.access`` logger. One JSON line ``{"event": "listening", "url": ...}`` tells
-    the actual port when ``url`` asks for port 0.
+    the actual port when ``url`` asks for port 0. Request bodies over ``max_body`` bytes get 413.
     """
     host, port = parse_listen_url(url)
     context = report_refusals(server_context(config_dir))  # fail early on a missing identity, before binding
-    asgi_app = AccessLog(load_app(app))
+    asgi_app = AccessLog(RequestGuard(load_app(app), max_body))
     _json_stderr_logging(log_level)
     sock = bind(host, port)
     actual = sock.getsockname()[1]

@@ -2,6 +2,7 @@
 
 Jobs belong to the certificate identity (common name) that submitted them; other callers get 404
 for them, the config's ``admins`` see all. Backends listing ``users`` refuse others with 403.
+Error answers have ``certified.api_errors``' shape (field paths, never the input echoed back).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Annotated, Literal
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from certified.api_errors import error_response, field_error, install_error_handlers, quoted
 from certified.fastapi import Caller, caller
 from psik.jobdir import JobDir, JobNotFound, TransitionRefused
 from psik.manager import BackendForbidden, JobManager, UnknownBackend
@@ -31,7 +33,7 @@ Who = Annotated[Caller, Depends(caller)]
 
 def check_jobid(jobid: str) -> str:
     if not re.match(JOBID_PATTERN, jobid):
-        raise HTTPException(status_code=400, detail=f"jobid {jobid!r} is not a job id (expected {JOBID_PATTERN})")
+        raise HTTPException(status_code=400, detail=f"jobid {quoted(jobid)} is not a job id (expected {JOBID_PATTERN})")
     return jobid
 
 
@@ -64,27 +66,27 @@ def create_app(config: PsikConfig) -> FastAPI:
     app = FastAPI(title="Psik-API", version="1", lifespan=lifespan,
                   description="One folder per job; local and SLURM backends; signed state callbacks.")
     app.state.manager = manager
+    install_error_handlers(app)
 
     @app.exception_handler(JobNotFound)
     async def _not_found(request: Request, exc: JobNotFound) -> JSONResponse:
-        return JSONResponse(status_code=404, content={"detail": str(exc)})
+        return error_response(404, str(exc))
 
     @app.exception_handler(PathEscape)
     async def _escape(request: Request, exc: PathEscape) -> JSONResponse:
-        return JSONResponse(status_code=400, content={"detail": str(exc)})
+        return error_response(400, str(exc))
 
     @app.exception_handler(BackendForbidden)
     async def _forbidden(request: Request, exc: BackendForbidden) -> JSONResponse:
-        return JSONResponse(status_code=403, content={"detail": str(exc)})
+        return error_response(403, str(exc))
 
     @app.exception_handler(UnknownBackend)
     async def _unknown_backend(request: Request, exc: UnknownBackend) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": [
-            {"loc": ["body", "backend"], "msg": str(exc), "type": "unknown_backend"}]})
+        return error_response(422, [field_error(["body", "backend"], str(exc), "unknown_backend")])
 
     @app.exception_handler(TransitionRefused)
     async def _conflict(request: Request, exc: TransitionRefused) -> JSONResponse:
-        return JSONResponse(status_code=409, content={"detail": str(exc)})
+        return error_response(409, str(exc))
 
     @app.get("/v1/backends", response_model=list[BackendInfo])
     def backends(who: Who) -> list[BackendInfo]:
@@ -126,11 +128,11 @@ def create_app(config: PsikConfig) -> FastAPI:
         job = JobDir.find(config.prefix, jobid)
         target = confine(job.path, path, field="path")
         if target.relative_to(job.path.resolve()).as_posix() in HIDDEN_FILES:
-            raise HTTPException(status_code=400, detail=f"path: {path!r} is private to psik")
+            raise HTTPException(status_code=400, detail=f"path: {quoted(path)} is private to psik")
         if not target.is_file():
-            raise HTTPException(status_code=404, detail=f"path: no file {path!r} in job {jobid}")
+            raise HTTPException(status_code=404, detail=f"path: no file {quoted(path)} in job {jobid}")
         if target.stat().st_size > MAX_FILE_BYTES:
-            raise HTTPException(status_code=413, detail=f"path: {path!r} is larger than {MAX_FILE_BYTES} bytes")
+            raise HTTPException(status_code=413, detail=f"path: {quoted(path)} is larger than {MAX_FILE_BYTES} bytes")
         return target.read_text(errors="replace")
 
     return app
