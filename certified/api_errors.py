@@ -29,15 +29,19 @@ MAX_ERRORS = 20  # field errors listed in one answer; the rest are counted
 
 
 def shorten(text: str, limit: int = MAX_MESSAGE) -> str:
-    """``text`` cut to ``limit`` characters, saying how much was left out."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+    """``text`` cut to ``limit`` characters, saying how much was left out; always encodable as UTF-8."""
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text) - limit} more characters)"
+    return text.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate from JSON becomes '?'
+
+
+def _plain(text: str) -> str:
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def quoted(value: object, limit: int = MAX_VALUE) -> str:
     """``repr(value)`` for a message, shortened to ``limit`` characters of the value."""
-    text = value if isinstance(value, str) else repr(value)
+    text = _plain(value if isinstance(value, str) else repr(value))
     if len(text) <= limit:
         return repr(text) if isinstance(value, str) else text
     return f"{text[:limit]!r}... ({len(text)} characters)"
