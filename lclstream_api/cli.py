@@ -54,7 +54,8 @@ def _option_args(p: argparse.ArgumentParser) -> None:
                    help="seconds the service waits for the first producer / consumer")
     p.add_argument("--total-timeout", type=float, default=None, help="seconds after which the transfer fails")
     p.add_argument("--tls", action="store_true", help="encrypt the data stream (tls+tcp)")
-    p.add_argument("--idempotency-key", default=None, help="asking twice with the same key starts one transfer")
+    p.add_argument("--idempotency-key", default=None,
+                   help="the same key and request again return the same transfer; another request exits 3")
 
 
 def _receive_args(p: argparse.ArgumentParser) -> None:
