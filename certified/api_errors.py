@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # FastAPI is imported only where answers are made: psik's job
 MAX_MESSAGE = 1000  # characters of one message (the sentence around a shortened value)
 MAX_VALUE = 60  # characters of a user's value quoted inside a message or a field path
 MAX_ERRORS = 20  # field errors listed in one answer; the rest are counted
+SCHEMA_CONTEXT = frozenset({"expected_tags", "expected", "pattern", "discriminator"})  # pydantic ctx from the schema
 
 
 def shorten(text: str, limit: int = MAX_MESSAGE) -> str:
@@ -65,7 +66,8 @@ def field_errors(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for err in errors[:MAX_ERRORS]:
         ctx = err.get("ctx") or {}
-        msg = _without_values(str(err.get("msg", "")), [err.get("input"), *ctx.values()])
+        from_input = [v for k, v in ctx.items() if k not in SCHEMA_CONTEXT]  # e.g. the tag a union was given
+        msg = _without_values(str(err.get("msg", "")), [err.get("input"), *from_input])
         out.append(field_error(err.get("loc", ()), msg, str(err.get("type", "value_error"))))
     if len(errors) > MAX_ERRORS:
         out.append({"loc": [], "msg": f"... and {len(errors) - MAX_ERRORS} more errors", "type": "too_many_errors"})

@@ -7,9 +7,10 @@ LCLStream-API and the ELog service refuse the same things the same way, before t
   answered at once, and a body without one (chunked) is counted as it arrives and refused at the first
   chunk past the limit, so no more than ``max_body`` bytes are ever held; the connection is closed;
 * a JSON body (``application/json``, ``+json`` or no content type, as FastAPI decides) holding NaN,
-  Infinity or a number too large for a float gets 422 naming each field
-  (``{"loc": ["body", "options", "idle_timeout"], ...}``); so does one Python cannot read as numbers
-  (an integer of thousands of digits).
+  Infinity, a number too large for a float or a string that is not Unicode text (an unpaired
+  surrogate) gets 422 naming each field (``{"loc": ["body", "options", "idle_timeout"], ...}``, see
+  ``certified.json_scan``); so does one Python cannot read at all (an integer of thousands of digits,
+  nesting too deep for its parser).
 
 The body read here (at most ``max_body`` bytes) is handed to the app unchanged. Each refusal is
 logged with the caller's certificate name and the reason.
@@ -24,12 +25,11 @@ from typing import Any
 
 from certified.api_errors import error_content, field_error
 from certified.caller import caller_from_scope
-from certified.finite_json import nonfinite_paths
+from certified.json_scan import json_problems
 
 log = logging.getLogger("certified.guard")
 
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB: a streamer config or job spec is a few kilobytes
-NONFINITE_MESSAGE = "NaN and Infinity are not allowed here; give a finite number"
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
@@ -124,7 +124,7 @@ class RequestGuard:
     @staticmethod
     def _json_problems(body: bytes) -> list[dict[str, Any]]:
         try:
-            paths = nonfinite_paths(body)
+            problems = json_problems(body)
         except json.JSONDecodeError:
             return []  # not JSON at all: the app says so in its own words
         except RecursionError:
@@ -134,5 +134,5 @@ class RequestGuard:
         except ValueError:  # Python refuses integers of more than 4300 digits
             why = "JSON holding an integer with too many digits to read"
         else:
-            return [field_error(["body", *path], NONFINITE_MESSAGE, "finite_number") for path in paths]
+            return [field_error(["body", *path], reason, "json_value") for path, reason in problems]
         return [field_error(["body"], f"cannot be read: {why}", "json_invalid")]

@@ -282,7 +282,7 @@ def test_lclstream_both_listeners_refuse_large_bodies_with_413(lcls: Service) ->
     assert _transfer_ids(lcls, "alice") == before
 
 
-def test_lclstream_nan_anywhere_in_a_request_is_422_with_its_path(lcls: Service) -> None:
+def test_lclstream_nan_or_broken_text_anywhere_in_a_request_is_422_with_its_path(lcls: Service) -> None:
     before = _transfer_ids(lcls, "alice")
     body = json.dumps({"config": synthetic_config(), "options": {"idle_timeout": 30}})
     body = body.replace('"idle_timeout": 30', '"idle_timeout": NaN').replace('"seed": 7}', '"seed": 7, "x": -Infinity}')
@@ -290,6 +290,11 @@ def test_lclstream_nan_anywhere_in_a_request_is_422_with_its_path(lcls: Service)
         response = http.post("/v1/transfers", content=body, headers={"content-type": "application/json"})
     detail = assert_small_refusal(response, 422, "NaN and Infinity are not allowed")["detail"]
     assert sorted(locs(detail)) == [["body", "config", "event_source", "x"], ["body", "options", "idle_timeout"]]
+    not_text = json.dumps({"config": {**synthetic_config(), "source_identifier": "run \udfff"}})
+    with lcls.client("alice").http as http:
+        response = http.post("/v1/transfers", content=not_text, headers={"content-type": "application/json"})
+    detail = assert_small_refusal(response, 422, "unpaired UTF-16 surrogate")["detail"]
+    assert locs(detail) == [["body", "config", "source_identifier"]]
     assert _transfer_ids(lcls, "alice") == before
 
 
@@ -300,11 +305,40 @@ def test_lclstream_errors_never_echo_large_inputs(lcls: Service) -> None:
         detail = assert_small_refusal(backend, 422, "is not offered", "400000 characters")["detail"]
         assert locs(detail) == [["body", "options", "backend"]]
         config = synthetic_config()
-        config["event_source"]["type"] = huge
+        config["data_handlers"][0]["type"] = huge
         tag = http.post("/v1/transfers", json={"config": config})
-        assert_small_refusal(tag, 422, "more characters")
+        assert_small_refusal(tag, 422, "more characters", "'NNGPushDataHandler'")  # the choices stay whole
         missing = http.get("/v1/transfers/" + "f" * 5000)
         assert_small_refusal(missing, 404, "no transfer", "5000 characters")
+
+
+def _lcls_bad_bodies() -> list[bytes]:
+    cfg = synthetic_config()
+    variants: list[Any] = [
+        None, [], {"config": None}, {"config": "x"}, {"config": {}}, {"config": cfg, "options": None},
+        {"config": cfg, "options": {"ranks": 10**30}}, {"config": cfg, "options": {"idle_timeout": "soon"}},
+        {"config": cfg, "options": {"backend": ""}}, {"config": cfg, "options": {"tls": "maybe"}},
+        {"config": {**cfg, "data_sources": {"\ud800": {"type": "EventTimestamp"}}}},
+        {"config": {**cfg, "source_identifier": "run \udfff"}},
+        {"config": {**cfg, "processing_pipeline": [{"type": "BatchProcessingPipeline", "batch_size": 10**20}]}},
+        {"config": {**cfg, "event_source": {"type": "SyntheticEventSource", "number_of_events": -1}}},
+        {"config": {**cfg, "data_handlers": "all"}},
+    ]
+    return [json.dumps(v).encode() for v in variants] + [  # lone surrogates go out as \udXXX escapes
+        b"[" * 50_000, b'{"config": ' + b"7" * 5000 + b"}", b"\xc3\x28", b'{"config": {"a": 1e999}}']
+
+
+LCLS_BAD_BODIES = _lcls_bad_bodies()
+
+
+@pytest.mark.parametrize("body", LCLS_BAD_BODIES, ids=range(len(LCLS_BAD_BODIES)))
+def test_lclstream_no_input_gets_a_500(lcls: Service, body: bytes) -> None:
+    before = _transfer_ids(lcls, "alice")
+    with lcls.client("alice").http as http:
+        response = http.post("/v1/transfers", content=body, headers={"content-type": "application/json"})
+    assert 400 <= response.status_code < 500, (response.status_code, response.text[:300])
+    assert len(response.content) < SMALL_ANSWER
+    assert _transfer_ids(lcls, "alice") == before
 
 
 def test_idempotency_key_reused_with_another_body_is_409(lcls: Service, tmp_path: Path) -> None:
