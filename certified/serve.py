@@ -68,6 +68,7 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise CertifiedError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(2048)  # uvicorn's backlog: clients queue from the "listening" line on, before uvicorn runs
     sock.set_inheritable(True)
     return sock
 

@@ -15,7 +15,8 @@ from typing import Any
 import yaml
 
 from lclstream_api.client import TransferClient
-from lclstream_api.local import cancel_jobs, free_port, stop_process, wait_listening
+from lclstream_api.local import cancel_jobs, stop_process
+from tests.fixtures.net import announced_url, free_port
 from tests.fixtures.pki import Pki
 
 VENV_BIN = Path(sys.executable).parent
@@ -82,7 +83,7 @@ class Service:
             self.proc = subprocess.Popen(
                 [str(VENV_BIN / "lclstream-api"), "--config", str(self.config_path)],
                 stdout=log, stderr=log, env=env_with_venv(self.extra_env), start_new_session=True)
-        wait_listening(self.port, self.proc)
+        announced_url(self.log_path, self.proc)  # its own line: a port probe may reach another test's process
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None:

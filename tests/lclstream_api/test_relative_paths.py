@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lclstream_api.local import cancel_jobs, free_port, stop_process
+from lclstream_api.local import cancel_jobs, stop_process
 from lclstream_api.settings import ServiceConfig, load_settings
-from tests.fixtures.net import announced_url
+from tests.fixtures.net import announced_url, free_port
 from tests.fixtures.pki import Pki, make_pki
 from tests.lclstream_api.harness import ALIAS, VENV_BIN, env_with_venv, synthetic_config, wait_for
 
