@@ -1,8 +1,12 @@
 """Psi-k as a library: submit, list, inspect, cancel, re-run and reconcile jobs under one prefix.
 
 Used in-process by the CLI, by Psik-API and (as ``psik.client.LocalPsik``) by other services.
-``user`` is the identity a call acts for: jobs belong to the user that submitted them; other users
-see them as missing unless they are admins. ``user=None`` means the local operator, who sees all.
+``user`` is the identity a call acts for: jobs belong to the user that submitted them and run as the
+OS account the configuration maps that identity to (``psik.accounts``); other users see them as
+missing unless the caller says they are an ``admin`` (Psik-API decides that from the trust entry that
+vouched for the caller, never from a name alone). ``user=None`` means the local operator, who sees
+all and whose jobs run as the account running this process. A job asking more of its backend than
+the backend's ``limits`` allow is refused before anything is created.
 """
 
 from __future__ import annotations
@@ -11,10 +15,23 @@ import logging
 from collections import deque
 from pathlib import Path
 
+from psik import accounts, delivery
+from psik.accounts import Account, NoAccount
 from psik.backends import backend_for
 from psik.backends.base import write_script
 from psik.jobdir import JobDir, JobNotFound, Stream, TransitionRefused
-from psik.models import BackendConfig, BackendInfo, JobList, JobRecord, JobSpec, JobState, PsikConfig
+from psik.models import (
+    BackendConfig,
+    BackendInfo,
+    JobList,
+    JobRecord,
+    JobSpec,
+    JobState,
+    LimitExceeded,
+    PsikConfig,
+    Resources,
+)
+from psik.safefs import open_file
 from psik.transitions import reach
 
 log = logging.getLogger("psik")
@@ -29,6 +46,18 @@ class BackendForbidden(PermissionError):
     pass
 
 
+class LimitsExceeded(ValueError):
+    """A job asks more than its backend allows; ``problems`` has one ``LimitExceeded`` per field."""
+
+    def __init__(self, problems: list[LimitExceeded]) -> None:
+        super().__init__("; ".join(f"resources.{p.field}: {p}" for p in problems))
+        self.problems = problems
+
+
+class PrefixUnreachable(RuntimeError):
+    """The jobs folder cannot be reached by the account a job would run as (a service misconfiguration)."""
+
+
 class JobManager:
     def __init__(self, config: PsikConfig) -> None:
         self.config = config
@@ -37,44 +66,78 @@ class JobManager:
     def prefix(self) -> Path:
         return self.config.prefix
 
-    # -- backends ------------------------------------------------------------------------------
-    def backends(self, user: str | None = None) -> list[BackendInfo]:
+    # -- backends and accounts -----------------------------------------------------------------
+    def backends(self, user: str | None = None, admin: bool = False) -> list[BackendInfo]:
         return [BackendInfo(name=name, type=b.type, queue_name=b.queue_name, project_name=b.project_name,
-                            reservation_id=b.reservation_id)
+                            reservation_id=b.reservation_id, limits=b.effective_limits())
                 for name, b in self.config.backends.items()
-                if user is None or b.allows(user, self.config.admins)]
+                if user is None or b.allows(user, admin)]
 
-    def backend_config(self, name: str, user: str | None = None) -> BackendConfig:
+    def backend_config(self, name: str, user: str | None = None, admin: bool = False) -> BackendConfig:
         if name not in self.config.backends:
             raise UnknownBackend(f"backend {name!r} is not configured; known: {', '.join(sorted(self.config.backends))}")
         cfg = self.config.backends[name]
-        if user is not None and not cfg.allows(user, self.config.admins):
+        if user is not None and not cfg.allows(user, admin):
             raise BackendForbidden(f"user {user!r} may not use backend {name!r}")
         return cfg
 
+    def check_limits(self, backend: str, resources: Resources) -> None:
+        """Raise ``LimitsExceeded`` when ``resources`` ask more than ``backend`` allows."""
+        problems = self.backend_config(backend).effective_limits().exceeded(resources)
+        if problems:
+            raise LimitsExceeded([p.for_backend(backend) for p in problems])
+
+    def account_for(self, user: str | None) -> Account:
+        """The OS account ``user``'s jobs run as (``NoAccount`` when it has none); the operator's is ours."""
+        return accounts.current() if user is None else accounts.account_for(user, self.config.accounts)
+
+    def _check_reachable(self, account: Account) -> None:
+        blocked = accounts.unreachable_by(self.prefix, account)
+        if blocked is not None:
+            raise PrefixUnreachable(f"the jobs folder {self.prefix} cannot be reached by account {account.name!r}: "
+                                    f"{blocked} does not let it through (give it o+x, or move the prefix)")
+
     # -- jobs ----------------------------------------------------------------------------------
-    def _job(self, jobid: str, user: str | None) -> JobDir:
+    def _job(self, jobid: str, user: str | None, admin: bool = False) -> JobDir:
         job = JobDir.find(self.prefix, jobid)
-        if not self._visible(job, user):
+        if not self._visible(job, user, admin):
             raise JobNotFound(f"no job {jobid!r}")
         return job
 
-    def _visible(self, job: JobDir, user: str | None) -> bool:
-        return user is None or user in self.config.admins or job.owner() == user
+    def _visible(self, job: JobDir, user: str | None, admin: bool = False) -> bool:
+        if user is None or admin:
+            return True
+        if job.owner() != user:
+            return False
+        try:  # meta.json is in the job's own folder: believe it only when the folder is that user's account's
+            return self.account_for(user).uid == job.folder_uid()
+        except NoAccount:
+            return False
 
     def record(self, job: JobDir) -> JobRecord:
         history = job.history()
         latest = max((e.jobndx for e in history), default=1)
         last = [e for e in history if e.jobndx == latest]
         cur = last[-1] if last else None
-        return JobRecord(jobid=job.jobid, owner=job.owner(), spec=job.spec().public(), jobndx=latest,
+        spec = job.spec()
+        done = job.deliveries()
+        try:
+            account: str | None = job.account().name
+        except NoAccount:
+            account = None
+        return JobRecord(jobid=job.jobid, owner=job.owner(), account=account, spec=spec.public(), jobndx=latest,
                          state=cur.state if cur else JobState.NEW, info=cur.info if cur else "",
-                         history=history, native_id=job.native_id(latest))
+                         history=history, native_id=job.native_id(latest), callbacks=done,
+                         callbacks_pending=delivery.pending_count(spec, history, done))
 
-    def submit(self, spec: JobSpec, user: str | None = None) -> JobRecord:
-        cfg = self.backend_config(spec.backend, user)
-        job = JobDir.create(self.prefix, spec, user or LOCAL_USER)
+    def submit(self, spec: JobSpec, user: str | None = None, admin: bool = False) -> JobRecord:
+        cfg = self.backend_config(spec.backend, user, admin)
+        self.check_limits(spec.backend, spec.resources)
+        account = self.account_for(user)
+        self._check_reachable(account)
+        job = JobDir.create(self.prefix, spec, user or LOCAL_USER, account)
         write_script(job, spec)
+        job.give_to(account)
         reach(job, 1, JobState.NEW)
         self._start(job, spec, 1, cfg)
         return self.record(job)
@@ -82,19 +145,19 @@ class JobManager:
     def _start(self, job: JobDir, spec: JobSpec, jobndx: int, cfg: BackendConfig) -> None:
         if jobndx == 1:
             reach(job, 1, JobState.QUEUED, f"backend {spec.backend}")
-        backend_for(cfg.type).start(job, spec, jobndx, cfg)
+        backend_for(cfg.type).start(job, spec, jobndx, cfg, job.account())
 
-    def get(self, jobid: str, user: str | None = None) -> JobRecord:
-        job = self._job(jobid, user)
+    def get(self, jobid: str, user: str | None = None, admin: bool = False) -> JobRecord:
+        job = self._job(jobid, user, admin)
         self._reconcile_job(job)
         return self.record(job)
 
     def list(self, user: str | None = None, state: JobState | None = None, limit: int = 100,
-             offset: int = 0) -> JobList:
+             offset: int = 0, admin: bool = False) -> JobList:
         records = []
         for job in JobDir.all(self.prefix):
             try:
-                if not self._visible(job, user):
+                if not self._visible(job, user, admin):
                     continue
                 rec = self.record(job)
             except (OSError, ValueError) as exc:  # a damaged folder must not hide the others
@@ -104,8 +167,8 @@ class JobManager:
                 records.append(rec)
         return JobList(jobs=records[offset:offset + limit], total=len(records))
 
-    def cancel(self, jobid: str, user: str | None = None) -> JobRecord:
-        job = self._job(jobid, user)
+    def cancel(self, jobid: str, user: str | None = None, admin: bool = False) -> JobRecord:
+        job = self._job(jobid, user, admin)
         rec = self.record(job)
         if rec.state.terminal:
             raise TransitionRefused(f"job {jobid} run {rec.jobndx} already {rec.state}")
@@ -115,23 +178,26 @@ class JobManager:
             backend_for(cfg.type).cancel(job, rec.jobndx, cfg)
         return self.record(job)
 
-    def rerun(self, jobid: str, user: str | None = None) -> JobRecord:
-        job = self._job(jobid, user)
+    def rerun(self, jobid: str, user: str | None = None, admin: bool = False) -> JobRecord:
+        """Run a finished job again, as the account that owns its folder, within today's limits."""
+        job = self._job(jobid, user, admin)
         spec = job.spec()
-        cfg = self.backend_config(spec.backend, user)
+        cfg = self.backend_config(spec.backend, user, admin)
+        self.check_limits(spec.backend, spec.resources)
         entry = reach(job, 0, JobState.QUEUED, f"re-run on backend {spec.backend}", new_run=True, strict=True)
         assert entry is not None
         self._start(job, spec, entry.jobndx, cfg)
         return self.record(job)
 
     def logs(self, jobid: str, user: str | None = None, stream: Stream = "stdout", jobndx: int | None = None,
-             tail: int | None = None) -> str:
-        job = self._job(jobid, user)
+             tail: int | None = None, admin: bool = False) -> str:
+        job = self._job(jobid, user, admin)
         ndx = jobndx if jobndx is not None else self.record(job).jobndx
-        path = job.log_path(stream, ndx)
-        if not path.is_file():
+        try:
+            fh = open_file(job.path, f"log/{stream}.{int(ndx)}", "r")
+        except FileNotFoundError:
             return ""
-        with open(path, errors="replace") as fh:
+        with fh:
             if tail is None:
                 return fh.read()
             return "".join(deque(fh, maxlen=tail))

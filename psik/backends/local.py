@@ -1,4 +1,9 @@
-"""Local backend: each run is a supervisor (`python -m psik.run`) leading its own process group."""
+"""Local backend: each run is a supervisor (`python -m psik.run`) leading its own process group.
+
+The supervisor runs as the job's account (a service running as root switches user for it), in the
+job folder, so everything the job does, state and log writes included, is done with that account's
+rights only.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ import sys
 import threading
 import time
 
+from psik import accounts, safefs
+from psik.accounts import Account
 from psik.jobdir import JobDir
 from psik.models import BackendConfig, JobSpec, JobState
 from psik.transitions import reach
@@ -49,12 +56,15 @@ def kill_group(pgid: int, grace: float = CANCEL_GRACE) -> None:
 
 
 class LocalBackend:
-    def start(self, job: JobDir, spec: JobSpec, jobndx: int, config: BackendConfig) -> None:
-        with open(job.path / "log" / f"psik.{jobndx}", "ab") as plog:
+    def start(self, job: JobDir, spec: JobSpec, jobndx: int, config: BackendConfig, account: Account) -> None:
+        env = {**os.environ, "PSIK_MPIRUN": config.mpirun or ""}
+        if not account.is_current:
+            env.update(accounts.environment(account))
+        with safefs.open_file(job.path, f"log/psik.{jobndx}", "a", create=True) as plog:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "psik.run", str(job.path), str(jobndx)],
                 stdin=subprocess.DEVNULL, stdout=plog, stderr=plog, start_new_session=True, close_fds=True,
-                env={**os.environ, "PSIK_MPIRUN": config.mpirun or ""},
+                cwd=job.path, env=env, **accounts.popen_user(account),  # type: ignore[arg-type]
             )
         job.set_native_id(jobndx, str(proc.pid))
         # reap the supervisor when it exits so that it does not linger as a zombie in a long-lived server

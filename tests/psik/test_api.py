@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import signal
@@ -51,7 +52,9 @@ def api(tmp_path_factory: pytest.TempPathFactory, slurm_cluster: SlurmCluster) -
     pki = make_pki(root, server="psik", users=("alice", "bob", "boss"))
     prefix = root / "jobs"
     cfg = root / "psik.yaml"
+    me = getpass.getuser()  # these users' jobs run as the test's own account (tests/security: real ones)
     cfg.write_text(json.dumps({"prefix": str(prefix), "admins": ["boss"], "poll_interval": 1.0,
+                               "accounts": {"alice": me, "bob": me, "boss": me},
                                "backends": {"default": {"type": "local"},
                                             "private": {"type": "local", "users": ["alice"]},
                                             "hpc": {"type": "slurm", "queue_name": slurm_cluster.partition}}}))

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from psik.backends.slurm import SlurmJobState, format_time, outcome, sbatch_directives
+from psik import accounts
+from psik.backends.slurm import (
+    SlurmJobState,
+    format_time,
+    outcome,
+    render_script,
+    sbatch_directives,
+    submit_as,
+)
 from psik.client import LocalPsik
 from psik.jobdir import JobDir
 from psik.models import BackendConfig, JobRecord, JobSpec, JobState, PsikConfig
@@ -61,7 +69,7 @@ def test_complete_and_fail(slurm_psik: LocalPsik, time_limited: JobRecord) -> No
     assert [e.state.value for e in done.history] == ["new", "queued", "active", "completed"]
     assert "slurm job" in done.history[2].info and done.native_id
     assert slurm_psik.logs(ok.jobid) == f"hello {ok.jobid} 1 1\n"
-    assert failed.state is JobState.FAILED and failed.info == "exit code 7"
+    assert failed.state is JobState.FAILED and failed.info == "exit code 7: b c"  # with its last error line
     assert slurm_psik.logs(bad.jobid, stream="stderr") == "b c\n"
     assert slurm_state(done.native_id) == "COMPLETED"
     again = slurm_psik.rerun(ok.jobid)
@@ -105,7 +113,7 @@ def test_rendered_directives(tmp_path: Path) -> None:
                                              "processes_per_node": 4, "cpu_cores_per_process": 3,
                                              "gpu_cores_per_process": 1, "exclusive_node_use": True},
                    inherit_environment=False)
-    job = JobDir.create(tmp_path, spec, "alice")
+    job = JobDir.create(tmp_path, spec, "alice", accounts.current())
     lines = sbatch_directives(spec, BackendConfig(type="slurm", queue_name="q", project_name="p",
                                                   reservation_id="r"), job, 3)
     for expected in ("--nodes=2", "--ntasks=8", "--ntasks-per-node=4", "--cpus-per-task=3", "--gpus-per-task=1",
@@ -113,6 +121,12 @@ def test_rendered_directives(tmp_path: Path) -> None:
                      "--export=NONE", f"--output={job.path}/log/stdout.3"):
         assert f"#SBATCH {expected}" in lines, expected
     assert format_time(0.1) == "0:06"
+    assert submit_as(accounts.current()) == []
+    nobody = accounts.lookup("nobody")
+    assert submit_as(nobody) == [f"--uid={nobody.uid}", f"--gid={nobody.gid}"]
+    script = render_script(job, spec, 3, BackendConfig(type="slurm"), nobody)
+    assert f"export HOME={nobody.home}" in script and "export USER=nobody" in script
+    assert "reached --no-deliver" in script and "ended --no-deliver" in script and " deliver " in script
 
 
 @pytest.mark.parametrize(("state", "reason", "want", "words"), [
