@@ -1,6 +1,6 @@
 """``psik``: submit and manage jobs, one folder per job, on the local or SLURM backend.
 
-``reached``, ``ended`` and ``deliver`` are what job scripts call (they need only ``--prefix``, never
+``reached``, ``started``, ``ended`` and ``deliver`` are what job scripts call (they need only ``--prefix``, never
 the service's config); callbacks of state changes this command records are delivered before it exits.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -16,16 +17,17 @@ from pathlib import Path
 
 from psik import delivery
 from psik.accounts import NoAccount
+from psik.backends.base import SCRIPT_NAME
 from psik.config import InputError, load_config, load_spec
 from psik.jobdir import JobDir, JobNotFound, TransitionRefused
-from psik.launch import exit_reason
+from psik.launch import exit_reason, preflight
 from psik.manager import BackendForbidden, JobManager, LimitsExceeded, PrefixUnreachable, UnknownBackend
 from psik.models import JobRecord, JobState
 from psik.paths import PathEscape
 from psik.safefs import open_file, read_tail
 from psik.transitions import reach
 
-JOB_SIDE = frozenset({"reached", "ended", "deliver"})
+JOB_SIDE = frozenset({"reached", "started", "ended", "deliver"})
 STATES = [s.value for s in JobState]
 
 
@@ -61,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("jobid")
     s.add_argument("jobndx", type=int)
     s.add_argument("state", choices=STATES)
+    s.add_argument("info", nargs="?", default="")
+    s.add_argument("--no-deliver", action="store_true", help="leave the callback to a later `psik deliver`")
+    s = sub.add_parser("started", help="check the script can start, then record the run active, else failed "
+                       "saying why (called by job scripts; exit 1 when it must not run)")
+    s.add_argument("jobid")
+    s.add_argument("jobndx", type=int)
     s.add_argument("info", nargs="?", default="")
     s.add_argument("--no-deliver", action="store_true", help="leave the callback to a later `psik deliver`")
     s = sub.add_parser("ended", help="record how a run's script ended from its exit code (called by job scripts)")
@@ -127,7 +135,16 @@ def job_side(args: argparse.Namespace) -> int:
     if args.command == "deliver":
         delivery.deliver_pending(job, wait=args.wait)
         return 0
-    if args.command == "ended":
+    if args.command == "started":
+        spec = job.spec()
+        problem = preflight(job.path / SCRIPT_NAME, spec.script, dict(os.environ))
+        if problem is not None:
+            reach(job, args.jobndx, JobState.FAILED, f"cannot start the script: {problem}",
+                  deliver=not args.no_deliver)
+            print(f"psik: job {args.jobid} run {args.jobndx}: cannot start the script: {problem}", file=sys.stderr)
+            return 1
+        state, info = JobState.ACTIVE, args.info
+    elif args.command == "ended":
         if args.rc >= 128 or args.rc < 0:
             return 0  # killed by a signal: the backend knows how it ended
         state = JobState.COMPLETED if args.rc == 0 else JobState.FAILED

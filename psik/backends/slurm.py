@@ -2,8 +2,9 @@
 
 A service running as root submits as the job's account (``sbatch --uid/--gid``), so the whole job runs
 with that account's rights; the script goes to sbatch on its standard input, never read back from the
-account's folder. The rendered script reports ``active`` and its end (``psik ended``: completed, or
-failed with the exit code and last error line) itself, and posts its callbacks with ``psik deliver``
+account's folder. The rendered script checks that the user's script can start and reports ``active``
+(``psik started``: else failed, naming the missing or non-executable file) and its end (``psik
+ended``: completed, or failed with the exit code and last error line) itself, and posts its callbacks with ``psik deliver``
 in the background while the user's script runs. A run killed by SLURM (time limit, node failure,
 scancel from outside) cannot report, so :func:`reconcile` asks ``scontrol``/``sacct`` how it ended and
 records that, with the reason.
@@ -89,7 +90,9 @@ def render_script(job: JobDir, spec: JobSpec, jobndx: int, config: BackendConfig
         *sbatch_directives(spec, config, job, jobndx),
         "# rendered by psik: reports its own state; runs killed by SLURM are reconciled from scontrol/sacct",
         *exports,
-        f'{psik} reached --no-deliver {job_ref} active "slurm job $SLURM_JOB_ID on $SLURM_JOB_NODELIST" >>{plog} 2>&1',
+        f'if ! {psik} started --no-deliver {job_ref} "slurm job $SLURM_JOB_ID on $SLURM_JOB_NODELIST" >>{plog} 2>&1; then',
+        f"  {psik} deliver {q(job.jobid)} >>{plog} 2>&1; exit 1  # cannot start (recorded as failed, saying why)",
+        "fi",
         f"{psik} deliver {q(job.jobid)} >>{plog} 2>&1 &  # callbacks go out while the script runs",
         "psik_deliver=$!",
         " ".join(q(a) for a in script_command(job, spec)),
