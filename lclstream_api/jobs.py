@@ -81,8 +81,9 @@ class PsikLauncher:
             raise LookupError(str(exc)) from exc
 
     def check_owner(self, owner: str) -> None:
-        """Raise PermissionError (with a sentence for the caller) when ``owner`` has no OS account to run jobs."""
-        self.psik.account_for(owner)
+        """Raise PermissionError (a sentence for the caller) when ``owner`` has no OS account to run jobs, and
+        ``psik.manager.Unreachable`` when that account cannot run this service's programs."""
+        self.psik.check_reachable(self.psik.account_for(owner))
 
     def limits(self, backend: str) -> ResourceLimits:
         """What one job may ask of ``backend``, its longest duration filled in."""

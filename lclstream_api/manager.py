@@ -28,6 +28,7 @@ from lclstream_api.ports import PortPool
 from lclstream_api.settings import ServiceConfig
 from lclstream_api.states import TransferState, can_transition, transition
 from lclstream_api.store import DuplicateKey, PoolExhausted, TransferStore
+from psik.manager import Unreachable
 from psik.models import JobSpec, ResourceLimits
 from psik.safefs import read_text
 from streamer.config import StreamerConfig, load_config
@@ -125,6 +126,9 @@ class TransferManager:
         except PermissionError as exc:
             log.warning("transfer refused for %s: %s", caller, exc)
             raise Rejected(403, str(exc)) from exc
+        except Unreachable as exc:
+            log.error("transfer refused for %s: %s", caller, exc)
+            raise Rejected(503, f"this service is misconfigured: {exc}") from exc
         if opts.ranks > self.settings.limits.max_ranks:
             raise Rejected(422, f"{opts.ranks} is more than this service allows ({self.settings.limits.max_ranks})",
                            "options.ranks")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pwd
 import stat
+import subprocess
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -98,15 +99,16 @@ def environment(account: Account) -> dict[str, str]:
     return {"HOME": account.home, "USER": account.name, "LOGNAME": account.name}
 
 
-def unreachable_by(path: Path, account: Account) -> Path | None:
-    """The first folder above ``path`` that ``account`` may not search (by its mode bits), or None."""
+def blocking_folders(path: Path, account: Account) -> list[Path]:
+    """The folders above ``path`` whose mode bits do not let ``account`` search them (ACLs not read)."""
     if account.uid == 0:
-        return None
+        return []
+    blocked = []
     for folder in reversed([path, *path.parents]):
         try:
             st = os.stat(folder)
         except FileNotFoundError:
-            return None  # made later, by the service, with a searchable mode
+            break  # made later, by the service, with a searchable mode
         if st.st_uid == account.uid:
             ok = st.st_mode & stat.S_IXUSR
         elif st.st_gid in account.groups:
@@ -114,7 +116,36 @@ def unreachable_by(path: Path, account: Account) -> Path | None:
         else:
             ok = st.st_mode & stat.S_IXOTH
         if not ok:
-            return folder
+            blocked.append(folder)
+    return blocked
+
+
+def unreachable_by(path: Path, account: Account) -> Path | None:
+    """The first folder above ``path`` that ``account`` may not search (by its mode bits), or None."""
+    blocked = blocking_folders(path, account)
+    return blocked[0] if blocked else None
+
+
+def cannot_use(account: Account, python: str, folder: Path) -> str | None:
+    """Why ``account`` cannot run ``python`` and reach ``folder`` (asked of the kernel, ACLs and all), or None."""
+    if account.is_current:
+        return None
+    probe = "import os, sys; os.stat(sys.argv[1])"
+    try:
+        out = subprocess.run([python, "-I", "-S", "-c", probe, str(folder)], capture_output=True, text=True,
+                             timeout=60, stdin=subprocess.DEVNULL, cwd="/", env=environment(account),
+                             **popen_user(account))  # type: ignore[call-overload]
+    except OSError as exc:
+        where = unreachable_by(Path(python).resolve(), account)
+        hint = f" ({where} does not let it through)" if where is not None else ""
+        return f"account {account.name!r} cannot run the service's Python {python}{hint}: {exc.strerror}"
+    except subprocess.TimeoutExpired:
+        return f"account {account.name!r} did not manage to run the service's Python within 60 s"
+    if out.returncode != 0:
+        where = unreachable_by(folder, account)
+        hint = f" ({where} does not let it through)" if where is not None else ""
+        last = (out.stderr.strip().splitlines() or ["no error output"])[-1]
+        return f"account {account.name!r} cannot reach the jobs folder {folder}{hint}: {last}"
     return None
 
 

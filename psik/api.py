@@ -26,7 +26,7 @@ from certified.fastapi import Caller, caller
 from psik import accounts, safefs
 from psik.accounts import NoAccount
 from psik.jobdir import JobDir, JobNotFound, TransitionRefused
-from psik.manager import BackendForbidden, JobManager, LimitsExceeded, PrefixUnreachable, UnknownBackend
+from psik.manager import BackendForbidden, JobManager, LimitsExceeded, UnknownBackend, Unreachable
 from psik.models import JOBID_PATTERN, BackendInfo, JobList, JobRecord, JobSpec, JobState, PsikConfig
 from psik.paths import PathEscape
 
@@ -132,8 +132,8 @@ def create_app(config: PsikConfig) -> FastAPI:
         return JSONResponse(status_code=422, content={"detail": [
             {"loc": ["body", "resources", p.field], "msg": str(p), "type": "limit_exceeded"} for p in exc.problems]})
 
-    @app.exception_handler(PrefixUnreachable)
-    async def _unreachable(request: Request, exc: PrefixUnreachable) -> JSONResponse:
+    @app.exception_handler(Unreachable)
+    async def _unreachable(request: Request, exc: Unreachable) -> JSONResponse:
         log.error("%s", exc)
         return JSONResponse(status_code=503, content={"detail": f"this service is misconfigured: {exc}"})
 

@@ -21,7 +21,7 @@ from psik.backends.base import SCRIPT_NAME
 from psik.config import InputError, load_config, load_spec
 from psik.jobdir import JobDir, JobNotFound, TransitionRefused
 from psik.launch import exit_reason, preflight
-from psik.manager import BackendForbidden, JobManager, LimitsExceeded, PrefixUnreachable, UnknownBackend
+from psik.manager import BackendForbidden, JobManager, LimitsExceeded, UnknownBackend, Unreachable
 from psik.models import JobRecord, JobState
 from psik.paths import PathEscape
 from psik.safefs import open_file, read_tail
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         exc.report("psik")
         return 2
-    except (PathEscape, UnknownBackend, BackendForbidden, LimitsExceeded, NoAccount, PrefixUnreachable) as exc:
+    except (PathEscape, UnknownBackend, BackendForbidden, LimitsExceeded, NoAccount, Unreachable) as exc:
         print(f"psik: {exc}", file=sys.stderr)
         return 2
     except (JobNotFound, TransitionRefused) as exc:

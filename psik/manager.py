@@ -12,6 +12,8 @@ the backend's ``limits`` allow is refused before anything is created.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections import deque
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from psik import accounts, delivery
 from psik.accounts import Account, NoAccount
 from psik.backends import backend_for
 from psik.backends.base import write_script
-from psik.jobdir import JobDir, JobNotFound, Stream, TransitionRefused
+from psik.jobdir import JobDir, JobNotFound, Stream, TransitionRefused, make_prefix
 from psik.models import (
     BackendConfig,
     BackendInfo,
@@ -31,6 +33,7 @@ from psik.models import (
     PsikConfig,
     Resources,
 )
+from psik.paths import PathEscape
 from psik.safefs import open_file
 from psik.transitions import reach
 
@@ -54,13 +57,15 @@ class LimitsExceeded(ValueError):
         self.problems = problems
 
 
-class PrefixUnreachable(RuntimeError):
-    """The jobs folder cannot be reached by the account a job would run as (a service misconfiguration)."""
+class Unreachable(RuntimeError):
+    """The jobs folder or this Python cannot be reached by the account a job would run as (a service
+    misconfiguration: install the service where every job account can run it)."""
 
 
 class JobManager:
     def __init__(self, config: PsikConfig) -> None:
         self.config = config
+        self._reachable: set[int] = set()  # accounts known to run this Python and reach the prefix
 
     @property
     def prefix(self) -> Path:
@@ -91,11 +96,16 @@ class JobManager:
         """The OS account ``user``'s jobs run as (``NoAccount`` when it has none); the operator's is ours."""
         return accounts.current() if user is None else accounts.account_for(user, self.config.accounts)
 
-    def _check_reachable(self, account: Account) -> None:
-        blocked = accounts.unreachable_by(self.prefix, account)
-        if blocked is not None:
-            raise PrefixUnreachable(f"the jobs folder {self.prefix} cannot be reached by account {account.name!r}: "
-                                    f"{blocked} does not let it through (give it o+x, or move the prefix)")
+    def check_reachable(self, account: Account) -> None:
+        """Raise ``Unreachable`` unless ``account`` can run this Python (the supervisor and the job-side
+        ``psik`` commands use it) and reach the jobs folder; asked of the kernel once per account."""
+        if account.uid in self._reachable:
+            return
+        make_prefix(self.prefix)
+        problem = accounts.cannot_use(account, sys.executable, self.prefix)
+        if problem is not None:
+            raise Unreachable(f"{problem}; install the service where every job account can run it")
+        self._reachable.add(account.uid)
 
     # -- jobs ----------------------------------------------------------------------------------
     def _job(self, jobid: str, user: str | None, admin: bool = False) -> JobDir:
@@ -134,7 +144,7 @@ class JobManager:
         cfg = self.backend_config(spec.backend, user, admin)
         self.check_limits(spec.backend, spec.resources)
         account = self.account_for(user)
-        self._check_reachable(account)
+        self.check_reachable(account)
         job = JobDir.create(self.prefix, spec, user or LOCAL_USER, account)
         write_script(job, spec)
         job.give_to(account)
@@ -169,7 +179,12 @@ class JobManager:
 
     def cancel(self, jobid: str, user: str | None = None, admin: bool = False) -> JobRecord:
         job = self._job(jobid, user, admin)
-        rec = self.record(job)
+        try:
+            rec = self.record(job)
+        except PathEscape:
+            self._stop_tampered(job)
+            raise
+
         if rec.state.terminal:
             raise TransitionRefused(f"job {jobid} run {rec.jobndx} already {rec.state}")
         spec = job.spec()
@@ -177,6 +192,22 @@ class JobManager:
         if reach(job, rec.jobndx, JobState.CANCELED, f"canceled by {user or LOCAL_USER}") is not None and cfg:
             backend_for(cfg.type).cancel(job, rec.jobndx, cfg)
         return self.record(job)
+
+    def _stop_tampered(self, job: JobDir) -> None:
+        """A job that broke its own records (links in place of psik's files) is still stopped when canceled."""
+        log.warning("job %s: its folder was tampered with; stopping its runs without recording it", job.jobid)
+        try:
+            backends = [self.config.backends[job.spec().backend]]
+        except (OSError, ValueError, KeyError):
+            backends = list(self.config.backends.values())
+        runs = [int(name.split(".", 1)[1]) for name in os.listdir(job.path)
+                if name.startswith("native.") and name.split(".", 1)[1].isdigit()]
+        for cfg in backends:
+            for ndx in runs:
+                try:
+                    backend_for(cfg.type).cancel(job, ndx, cfg)  # each checks the run is the account's
+                except (OSError, ValueError) as exc:
+                    log.warning("job %s run %d: %s", job.jobid, ndx, exc)
 
     def rerun(self, jobid: str, user: str | None = None, admin: bool = False) -> JobRecord:
         """Run a finished job again, as the account that owns its folder, within today's limits."""

@@ -120,6 +120,12 @@ class SlurmJobState:
     state: str  # e.g. RUNNING, TIMEOUT, CANCELLED
     reason: str = ""
     exit_code: str = ""
+    uid: int | None = None  # the job's owner, from scontrol's UserId=name(uid)
+
+
+def _uid(user_id: str) -> int | None:
+    inside = user_id.rpartition("(")[2].rstrip(")")
+    return int(inside) if inside.isdigit() else None
 
 
 def query_scontrol(native: str) -> SlurmJobState | None:
@@ -130,7 +136,8 @@ def query_scontrol(native: str) -> SlurmJobState | None:
     if out.returncode != 0 or "JobState=" not in out.stdout:
         return None
     fields = dict(tok.split("=", 1) for tok in out.stdout.split() if "=" in tok)
-    return SlurmJobState(fields.get("JobState", "UNKNOWN"), fields.get("Reason", ""), fields.get("ExitCode", ""))
+    return SlurmJobState(fields.get("JobState", "UNKNOWN"), fields.get("Reason", ""), fields.get("ExitCode", ""),
+                         _uid(fields.get("UserId", "")))
 
 
 def query_sacct(native: str) -> SlurmJobState | None:
@@ -184,7 +191,16 @@ class SlurmBackend:
 
     def cancel(self, job: JobDir, jobndx: int, config: BackendConfig) -> None:
         native = job.native_id(jobndx)
-        if native is None:
+        if native is None or not native.isdigit():
+            return
+        # native.N lies in the job's own folder: cancel the SLURM job only if it is the account's
+        try:
+            found = query_scontrol(native)
+        except (OSError, subprocess.TimeoutExpired, SlurmError) as exc:
+            log.warning("job %s: cannot query SLURM job %s before cancelling it: %s", job.jobid, native, exc)
+            return
+        if found is None or found.uid != job.folder_uid():
+            log.warning("job %s run %d: SLURM job %s is not this job's; not cancelling it", job.jobid, jobndx, native)
             return
         out = _run(["scancel", native])
         if out.returncode != 0:
