@@ -155,8 +155,8 @@ class TransferManager:
             if limits.duration is not None and opts.total_timeout is not None \
                     and job_minutes(opts.total_timeout, limits.duration) > limits.duration:
                 most = max(limits.duration - 1, 0) * 60
-                raise Rejected(422, f"{opts.total_timeout:g} s is longer than backend {backend!r} runs a job "
-                                    f"(at most {most:g} s for a transfer)", "options.total_timeout")
+                raise Rejected(422, f"{opts.total_timeout:.10g} s is longer than backend {backend!r} runs a job "
+                                    f"(at most {most:.10g} s for a transfer)", "options.total_timeout")
 
     def _job_minutes(self, opts: TransferOptions) -> float:
         longest = min(self.launcher.limits(b).duration or float("inf")

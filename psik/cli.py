@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     elif cmd == "backends":
         for b in mgr.backends():
             extra = "  ".join(f"{k}={v}" for k, v in b.model_dump(exclude={"name", "type", "limits"}).items() if v)
-            limits = ", ".join(f"{k} <= {v:g}" for k, v in b.limits.model_dump().items() if v is not None)
+            limits = ", ".join(f"{k} <= {v:.10g}" for k, v in b.limits.model_dump().items() if v is not None)
             print(f"{b.name}  {b.type}  {extra}".rstrip() + (f"  limits: {limits}" if limits else ""))
     elif cmd == "reconcile":
         print(f"checked {mgr.reconcile()} jobs")

@@ -122,7 +122,7 @@ class LimitExceeded(ValueError):
 
     def __init__(self, field: str, value: float, limit: float, backend: str = "") -> None:
         where = f"backend {backend!r}" if backend else "this backend"
-        super().__init__(f"{value:g} is more than {where} allows ({limit:g})")
+        super().__init__(f"{value:.10g} is more than {where} allows ({limit:.10g})")
         self.field, self.value, self.limit, self.backend = field, value, limit, backend
 
     def for_backend(self, backend: str) -> LimitExceeded:
