@@ -18,10 +18,10 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, Literal
 
-from psik.paths import PathEscape
+from psik.paths import PathEscape, inside
 
 Mode = Literal["r", "a", "a+", "w"]
 _FLAGS = {"r": os.O_RDONLY, "a": os.O_WRONLY | os.O_APPEND, "a+": os.O_RDWR | os.O_APPEND, "w": os.O_WRONLY}
@@ -32,17 +32,6 @@ class UnsafeFile(PathEscape):
     """A file in a job folder that psik will not use (a link, not a regular file, or someone else's)."""
 
 
-def _parts(relative: str, field: str) -> list[str]:
-    if not relative or "\x00" in relative:
-        raise PathEscape(f"{field}: empty or NUL-containing path is not allowed")
-    pure = PurePosixPath(relative)
-    if pure.is_absolute():
-        raise PathEscape(f"{field}: absolute path {relative!r} is not allowed; give a path inside the job folder")
-    if ".." in pure.parts:
-        raise PathEscape(f"{field}: '..' in {relative!r} is not allowed; paths stay inside the job folder")
-    return list(pure.parts)
-
-
 def _open_dir(path: str | Path, dir_fd: int | None = None) -> int:
     return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
 
@@ -50,7 +39,7 @@ def _open_dir(path: str | Path, dir_fd: int | None = None) -> int:
 def open_file(folder: Path, relative: str, mode: Mode = "r", *, create: bool = False,
               field: str = "path") -> IO[str]:
     """Open ``folder/relative`` as text, under the rules above (``create`` makes a missing file)."""
-    parts = _parts(relative, field)
+    parts = list(inside(relative, field=field).parts)
     root = _open_dir(folder)
     fd = -1
     try:

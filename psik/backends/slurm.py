@@ -17,6 +17,7 @@ import math
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from psik import accounts, safefs
@@ -173,6 +174,16 @@ def outcome(found: SlurmJobState) -> tuple[JobState, str] | None:
     return JobState.FAILED, f"{REASONS.get(name, name.lower())} ({detail})"
 
 
+def _ask(job: JobDir, native: str,
+         query: Callable[[str], SlurmJobState | None]) -> tuple[bool, SlurmJobState | None]:
+    """(True, what ``query`` says about SLURM job ``native``), or (False, None) when SLURM cannot say."""
+    try:
+        return True, query(native)
+    except (OSError, subprocess.TimeoutExpired, SlurmError) as exc:
+        log.warning("job %s: cannot query SLURM job %s: %s", job.jobid, native, exc)
+        return False, None
+
+
 class SlurmBackend:
     def start(self, job: JobDir, spec: JobSpec, jobndx: int, config: BackendConfig, account: Account) -> None:
         script = render_script(job, spec, jobndx, config, account)
@@ -194,10 +205,8 @@ class SlurmBackend:
         if native is None or not native.isdigit():
             return
         # native.N lies in the job's own folder: cancel the SLURM job only if it is the account's
-        try:
-            found = query_scontrol(native)
-        except (OSError, subprocess.TimeoutExpired, SlurmError) as exc:
-            log.warning("job %s: cannot query SLURM job %s before cancelling it: %s", job.jobid, native, exc)
+        asked, found = _ask(job, native, query_scontrol)
+        if not asked:
             return
         if found is None or found.uid != job.folder_uid():
             log.warning("job %s run %d: SLURM job %s is not this job's; not cancelling it", job.jobid, jobndx, native)
@@ -210,10 +219,8 @@ class SlurmBackend:
         native = job.native_id(jobndx)
         if native is None:
             return
-        try:
-            found = query_state(native)
-        except (OSError, subprocess.TimeoutExpired, SlurmError) as exc:
-            log.warning("job %s: cannot query SLURM job %s: %s", job.jobid, native, exc)
+        asked, found = _ask(job, native, query_state)
+        if not asked:
             return
         if found is None:
             reach(job, jobndx, JobState.FAILED, f"SLURM job {native} vanished without reporting")
