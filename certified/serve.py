@@ -61,11 +61,13 @@ def _json_stderr_logging(level: str) -> None:
 
 
 def bind(host: str, port: int) -> socket.socket:
+    """A listening socket: clients that connect once "listening" is logged wait in its backlog, never refused."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(2048)
     except OSError as exc:
         sock.close()
         raise CertifiedError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
