@@ -19,7 +19,7 @@ Modules (Python API other packages use):
 * ``handshake``  refused handshakes send their TLS alert to the client and are logged by the server
 * ``nng``        ``tls_config(server=...)``: pynng.TLSConfig for ``tls+tcp://`` data streams (p256 only)
 * ``signature``  ``sign()`` / ``verify()`` HMAC-SHA256 bodies, header ``SIGNATURE_HEADER``
-* ``callbacks``  ``post_signed()``: signed JSON POST with retries that never raises
+* ``callbacks``  ``post_signed()`` / ``deliver()``: signed JSON POST with bounded retries that never raises
 * ``signer``     ``certified-signer``: signs local users' keys under their SO_PEERCRED login name
 
 Problems a user can fix raise ``certified.errors.CertifiedError``; the CLIs turn it into exit status 2.

@@ -151,3 +151,23 @@ def test_callbacks_arrive_in_order_and_are_recorded(local_config: PsikConfig) ->
         final = wait_for(lambda: r if len((r := psik.get(rec.jobid)).callbacks) == 4 else None, timeout=60,
                          what="4 recorded deliveries")
         assert [(c.seq, c.delivered, c.attempts) for c in final.callbacks] == [(i, True, 1) for i in range(4)]
+
+
+def test_a_transfer_says_why_its_buffer_did_not_start(tmp_path: Path) -> None:
+    """The job's reason reaches the transfer's: not a bare exit code."""
+    from tests.fixtures.pki import make_pki
+    from tests.lclstream_api.harness import Service, synthetic_config
+
+    service = Service(tmp_path / "svc", make_pki(tmp_path, server="lclstream-api", users=("alice",)),
+                      overrides={"commands": {"nng_stream": "/nonexistent/nng-stream"}})
+    try:
+        service.start()
+        with service.client("alice") as api:
+            view = api.request(synthetic_config(events=8), {"idle_timeout": 60})
+            done = api.wait(view.id, timeout=120)
+        assert done.state.value == "failed"
+        assert done.reason.startswith("buffer failed: exit code 127: ")
+        assert "/nonexistent/nng-stream: No such file or directory" in done.reason
+    finally:
+        service.stop()
+        service.cleanup_jobs()
