@@ -1,5 +1,7 @@
 """``lclstream-site up``: the whole system on this machine until Ctrl-C, then every process stopped.
 
+``lclstream-site pki DIR``: only the PKI, for a deployment (``docker-compose.yaml`` runs it once).
+
 Prints one line per piece as it comes up, then a short summary (Airflow UI address and login, service
 URLs, how to act as a user); ``--json`` prints ``site.json`` instead. Exit 2 on bad arguments, 1 when a
 piece fails to start (with the tail of its log), 0 after a clean stop.
@@ -19,8 +21,9 @@ from types import FrameType
 from pydantic import ValidationError
 
 from airflow_provider_lclstream.local_site.airflow import AirflowSettings
+from airflow_provider_lclstream.local_site.pki import SitePki
 from airflow_provider_lclstream.local_site.processes import SiteError
-from airflow_provider_lclstream.local_site.site import LocalSite, SiteSettings
+from airflow_provider_lclstream.local_site.site import SERVICE_IDENTITIES, LocalSite, SiteSettings
 from certified.errors import CertifiedError
 from elog.broker import BrokerError
 from lclstream_api.settings import SettingsError
@@ -41,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--airflow-password", help="the Airflow UI password (default: a random one, printed)")
     up.add_argument("--json", action="store_true", help="print site.json instead of the summary")
     up.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    pki = sub.add_parser("pki", help="only make the site's PKI in DIR (for a deployment; nothing if DIR has one)")
+    pki.add_argument("dir", type=Path, metavar="DIR")
+    pki.add_argument("--service", action="append", default=[], metavar="ALIAS=URL", required=True,
+                     help=f"a service and the URL users reach it at; ALIAS is one of {', '.join(SERVICE_IDENTITIES)}")
+    pki.add_argument("--user", action="append", dest="users", default=[], metavar="NAME", required=True,
+                     help="an identity introduced to every service (repeatable), e.g. airflow")
+    pki.add_argument("--key-type", default="ed25519", choices=["ed25519", "p256"])
     return parser
 
 
@@ -102,8 +112,35 @@ def up(args: argparse.Namespace) -> int:
             return 1
 
 
+def make_pki(args: argparse.Namespace) -> int:
+    services: dict[str, tuple[str, str]] = {}
+    for item in args.service:
+        alias, sep, url = item.partition("=")
+        if not sep or alias not in SERVICE_IDENTITIES or not url.startswith("https://"):
+            print(f"lclstream-site: --service {item!r}: expected ALIAS=https://HOST:PORT with ALIAS one of "
+                  f"{', '.join(SERVICE_IDENTITIES)}", file=sys.stderr)
+            return 2
+        services[alias] = (SERVICE_IDENTITIES[alias], url)
+    existing = sorted(p.parent.name for p in args.dir.glob("*/identity.json"))
+    if existing:
+        print(f"PKI already in {args.dir} ({', '.join(existing)}); nothing changed")
+        return 0
+    try:
+        pki = SitePki.create(args.dir, services, args.users, key_type=args.key_type)
+    except CertifiedError as exc:
+        print(f"lclstream-site: {exc}", file=sys.stderr)
+        return 2
+    for alias, (name, url) in services.items():
+        print(f"service {name}: {pki.dir(name)} (alias {alias!r} -> {url})")
+    for user in pki.users:
+        print(f"user {user}: {pki.dir(user)} (introduced to {', '.join(services)})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "pki":
+        return make_pki(args)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(message)s",
                         datefmt="%H:%M:%S")
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from certified import identity, intro
 from certified.keys import KeyType
@@ -35,8 +36,8 @@ class SitePki:
                key_type: KeyType = "ed25519") -> SitePki:
         """Make every identity under ``root`` and introduce every user to every service."""
         pki = cls(root, dict(services), list(dict.fromkeys(users)), key_type)
-        for name, _url in pki.services.values():
-            pki._init(name)
+        for name, url in pki.services.values():
+            pki._init(name, urlsplit(url).hostname)
         for user in pki.users:
             pki._init(user)
             for alias, (service, url) in pki.services.items():
@@ -45,10 +46,12 @@ class SitePki:
                 intro.add_intro(introduction, pki.dir(user))
         return pki
 
-    def _init(self, name: str) -> None:
+    def _init(self, name: str, host: str | None = None) -> None:
+        """An identity valid for loopback and for ``host`` (the host name in a service's URL)."""
         if name in self._dirs:
             raise ValueError(f"identity {name!r} is named twice (services and users need distinct names)")
-        identity.init(name, self.root / name, key_type=self.key_type, hosts=HOSTS)
+        hosts = HOSTS if host is None or host in HOSTS else [*HOSTS, host]
+        identity.init(name, self.root / name, key_type=self.key_type, hosts=hosts)
         self._dirs[name] = self.root / name
 
     def dir(self, name: str) -> Path:
