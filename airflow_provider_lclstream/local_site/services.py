@@ -32,6 +32,19 @@ class SiteService:
         self.url = url
         self.psik_config = psik_config
 
+    @classmethod
+    def launch(cls, name: str, argv: list[str], folder: Path, port: int, env: dict[str, str],
+               psik_config: PsikConfig | None, timeout: float) -> SiteService:
+        """Start ``argv`` (log ``folder/NAME.log``) and return once it accepts on ``port``; stopped on failure."""
+        proc = ServiceProcess.start(name, argv, folder / f"{name}.log", env)
+        service = cls(proc, f"https://127.0.0.1:{port}", psik_config)
+        try:
+            proc.wait_listening(port, timeout)
+        except BaseException:
+            service.stop()
+            raise
+        return service
+
     @property
     def name(self) -> str:
         return self.process.name
@@ -71,17 +84,9 @@ def start_psik_api(folder: Path, certified_dir: Path, port: int, env: dict[str, 
     """Psik-API with the local backend; its jobs live in ``folder/jobs``."""
     config = PsikConfig(prefix=folder / "jobs", poll_interval=2.0)
     path = _write_yaml(folder / "psik.yaml", config.model_dump(mode="json"))
-    url = f"https://127.0.0.1:{port}"
-    proc = ServiceProcess.start("psik-api", [str(BIN / "psik-api"), "--config", str(path), "--listen", url,
-                                             "--certified-config", str(certified_dir)],
-                                folder / "psik-api.log", env)
-    service = SiteService(proc, url, config)
-    try:
-        proc.wait_listening(port, timeout)
-    except BaseException:
-        service.stop()
-        raise
-    return service
+    argv = [str(BIN / "psik-api"), "--config", str(path), "--listen", f"https://127.0.0.1:{port}",
+            "--certified-config", str(certified_dir)]
+    return SiteService.launch("psik-api", argv, folder, port, env, config, timeout)
 
 
 def start_lclstream_api(folder: Path, certified_dir: Path, port: int, env: dict[str, str],
@@ -92,22 +97,14 @@ def start_lclstream_api(folder: Path, certified_dir: Path, port: int, env: dict[
     """
     from lclstream_api.settings import load_settings
 
-    url = f"https://127.0.0.1:{port}"
     pool = free_port() % 5000 + 20000
-    data = {"listen": url, "callback_listen": f"http://127.0.0.1:{free_port()}", "state_dir": str(folder / "state"),
+    data = {"listen": f"https://127.0.0.1:{port}", "callback_listen": f"http://127.0.0.1:{free_port()}", "state_dir": str(folder / "state"),
             "certified_config": str(certified_dir), "port_pool": {"start": pool, "end": pool + 99},
             "poll_interval": 0.5, **(settings or {})}
     config = load_settings(data)  # a bad override fails here, naming the field
     path = _write_yaml(folder / "lclstream-api.yaml", data)
-    proc = ServiceProcess.start("lclstream-api", [str(BIN / "lclstream-api"), "--config", str(path)],
-                                folder / "lclstream-api.log", env)
-    service = SiteService(proc, url, config.psik_config())
-    try:
-        proc.wait_listening(port, timeout)
-    except BaseException:
-        service.stop()
-        raise
-    return service
+    argv = [str(BIN / "lclstream-api"), "--config", str(path)]
+    return SiteService.launch("lclstream-api", argv, folder, port, env, config.psik_config(), timeout)
 
 
 def start_elog(folder: Path, certified_dir: Path, port: int, env: dict[str, str]) -> SiteService:
