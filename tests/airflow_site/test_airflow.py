@@ -1,7 +1,12 @@
 """The site's real Airflow through its REST API v2: DAGs unpaused, a run with ``conf``, a ``Param`` form
-refusing bad fields by name, an asset event creating a DAG run, login required, loopback only."""
+refusing bad fields by name, an asset event creating a DAG run, an external event through an
+``AssetWatcher`` starting one, login required, loopback only."""
 
 from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
 
 import httpx
 import psutil
@@ -77,3 +82,27 @@ def test_every_component_listens_on_loopback_only(airflow_site: LocalSite) -> No
         listening += [(pid, s.laddr) for s in sockets if s.status == psutil.CONN_LISTEN]
     assert listening, "the api-server listens somewhere"
     assert all(addr.ip in ("127.0.0.1", "::1") for _pid, addr in listening), listening
+
+
+def write_event(folder: Path, name: str) -> None:
+    """An external event for ``FileEventTrigger``: a file holding the time it was written."""
+    tmp = folder / f"{name}.tmp"
+    tmp.write_text(repr(time.time()))
+    os.replace(tmp, folder / f"{name}.event")
+
+
+def test_an_external_event_through_an_asset_watcher_starts_a_dag_run(airflow_api: AirflowClient,
+                                                                      watch_dir: Path) -> None:
+    airflow_api.wait_dag("site_check_watched")
+    write_event(watch_dir, "first")
+    result = watch_dir / "results" / "first.json"
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while not result.exists():
+        assert time.monotonic() < deadline, f"no task ran for the event within {RUN_TIMEOUT} s"
+        time.sleep(0.2)
+    assert (watch_dir / "first.taken").exists()  # handed on once
+    (run,) = [r for r in airflow_api.dag_runs("site_check_watched")]
+    assert run.run_type == "asset_triggered"
+    assert airflow_api.wait_dag_run("site_check_watched", run.dag_run_id, timeout=RUN_TIMEOUT).state == "success"
+    assert "site_check_watched first first task line" in airflow_api.task_log(
+        "site_check_watched", run.dag_run_id, "first_line")
