@@ -11,11 +11,11 @@ from pathlib import Path
 
 from airflow.sdk import DAG, Asset, AssetWatcher, task
 
-from tests.airflow_site.site_triggers import FileEventTrigger
-
 WATCH_DIR = os.environ.get("LCLSTREAM_SITE_WATCH_DIR")
 
-if WATCH_DIR:
+if WATCH_DIR:  # the site that sets it also puts the repository on PYTHONPATH
+    from tests.airflow_site.site_triggers import FileEventTrigger
+
     watched = Asset("site_check_watched_files",
                     watchers=[AssetWatcher(name="site_check_files", trigger=FileEventTrigger(directory=WATCH_DIR))])
 
