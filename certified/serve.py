@@ -1,4 +1,8 @@
-"""Run an ASGI app under uvicorn with mutual TLS 1.3, the caller in the scope, and a JSON access log."""
+"""Run an ASGI app under uvicorn with mutual TLS 1.3, the vouched caller in the scope, and a JSON access log.
+
+Every request passes ``certified.authenticate.Authenticate`` first: a certificate whose name its
+issuer may not vouch for is answered 403 before the app sees it.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from uvicorn.importer import ImportFromStringError, import_from_string
 
 from certified.access_log import ACCESS_LOGGER, AccessLog
 from certified.asgi_tls import PROTOCOL
+from certified.authenticate import Authenticate
+from certified.caller import ClientTrust
 from certified.errors import CertifiedError
 from certified.handshake import report_refusals
 from certified.tls import server_context
@@ -55,11 +61,13 @@ def _json_stderr_logging(level: str) -> None:
 
 
 def bind(host: str, port: int) -> socket.socket:
+    """A listening socket: clients that connect once "listening" is logged wait in its backlog, never refused."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(2048)
     except OSError as exc:
         sock.close()
         raise CertifiedError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
@@ -70,14 +78,15 @@ def bind(host: str, port: int) -> socket.socket:
 def serve(app: Any, url: str, config_dir: str | Path | None = None, *, log_level: str = "info") -> None:
     """Serve ``app`` (an ASGI app or 'module:attr') at ``url`` (https://HOST:PORT) until SIGINT/SIGTERM.
 
-    TLS 1.3 only; clients must present a certificate signed by a trusted client CA. Requests carry the
-    ASGI TLS extension (so ``certified.fastapi.caller`` works) and each is logged as one JSON line on
+    TLS 1.3 only; clients must present a certificate signed by a trusted client CA, for a name that CA
+    may vouch for (others get 403). Requests carry the ASGI TLS extension and the vouched caller (so
+    ``certified.fastapi.caller`` works) and each is logged as one JSON line on
     stderr by the ``certified.access`` logger. One JSON line ``{"event": "listening", "url": ...}`` tells
     the actual port when ``url`` asks for port 0.
     """
     host, port = parse_listen_url(url)
     context = report_refusals(server_context(config_dir))  # fail early on a missing identity, before binding
-    asgi_app = AccessLog(load_app(app))
+    asgi_app = AccessLog(Authenticate(load_app(app), ClientTrust.from_config(config_dir)))
     _json_stderr_logging(log_level)
     sock = bind(host, port)
     actual = sock.getsockname()[1]

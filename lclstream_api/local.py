@@ -10,6 +10,7 @@ the local Psi-k backend) and, on exit, stops it and cancels every job it started
 
 from __future__ import annotations
 
+import getpass
 import logging
 import os
 import signal
@@ -87,6 +88,7 @@ class LocalDeployment:
         self.settings = {"listen": self.url, "callback_listen": f"http://127.0.0.1:{free_port()}",
                          "state_dir": str(root / "state"), "certified_config": str(self.server_dir),
                          "port_pool": {"start": pool, "end": pool + 99}, "poll_interval": 0.5,
+                         "accounts": {user: getpass.getuser()},  # the user's jobs run as whoever runs this
                          **(settings or {})}
         self.config_path = root / "service.yaml"
         self.log_path = root / "api.log"

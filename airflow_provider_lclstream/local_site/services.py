@@ -80,9 +80,10 @@ def _write_yaml(path: Path, data: dict[str, Any]) -> Path:
 
 
 def start_psik_api(folder: Path, certified_dir: Path, port: int, env: dict[str, str],
-                   timeout: float = 90.0) -> SiteService:
-    """Psik-API with the local backend; its jobs live in ``folder/jobs``."""
-    config = PsikConfig(prefix=folder / "jobs", poll_interval=2.0)
+                   accounts: dict[str, str] | None = None, timeout: float = 90.0) -> SiteService:
+    """Psik-API with the local backend; its jobs live in ``folder/jobs`` and run as the OS account
+    ``accounts`` maps each caller's identity to."""
+    config = PsikConfig(prefix=folder / "jobs", poll_interval=2.0, accounts=accounts)
     path = _write_yaml(folder / "psik.yaml", config.model_dump(mode="json"))
     argv = [str(BIN / "psik-api"), "--config", str(path), "--listen", f"https://127.0.0.1:{port}",
             "--certified-config", str(certified_dir)]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import getpass
 import json
 import logging
 import os
@@ -130,10 +131,15 @@ class LocalSite:
             self._timed("kafka", t)
         env = self.base_env()
         starters = {"psik": start_psik_api, "lclstream": start_lclstream_api, "elog": start_elog}
+        accounts = {user: getpass.getuser() for user in users}  # one machine: every identity's jobs run as us
         for alias, port in self._ports.items():
             t = time.monotonic()
             service_dir = self.pki.dir(SERVICE_IDENTITIES[alias])
-            kwargs = {"settings": s.lclstream_settings} if alias == "lclstream" else {}
+            kwargs: dict[str, Any] = {}
+            if alias == "lclstream":
+                kwargs = {"settings": {"accounts": accounts, **(s.lclstream_settings or {})}}
+            elif alias == "psik":
+                kwargs = {"accounts": accounts}
             self.services[alias] = starters[alias](self.root / alias, service_dir, port, env, **kwargs)
             self._timed(alias, t)
         if s.airflow is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import random
 import signal
@@ -65,6 +66,7 @@ class Service:
             "certified_config": str(self.pki.server_dir),
             "port_pool": {"start": pool_start, "end": pool_start + 59},
             "admins": ["admin"],
+            "accounts": {name: getpass.getuser() for name in self.pki.users},  # jobs run as the test's account
             "poll_interval": 0.5,
             **self.overrides,
         }
