@@ -39,35 +39,31 @@ class Refused(Exception):
     """The stream broke a rule of the SIMPLON v1 description."""
 
 
+def _extended(source: bytes, i: int, value: int) -> tuple[int, int]:
+    """An LZ4 length: 15 in the token means more bytes follow, added up until one is not 255."""
+    if value == 15:
+        while True:
+            extra = source[i]
+            i += 1
+            value += extra
+            if extra != 255:
+                break
+    return value, i
+
+
 def lz4_block(source: bytes, size: int) -> bytes:
     """Decompress one LZ4 block (the LZ4 block format: token, literals, 2-byte offset, match length)."""
     out = bytearray()
     i = 0
     while i < len(source):
         token = source[i]
-        i += 1
-        literals = token >> 4
-        if literals == 15:
-            while True:
-                extra = source[i]
-                i += 1
-                literals += extra
-                if extra != 255:
-                    break
+        literals, i = _extended(source, i + 1, token >> 4)
         out += source[i:i + literals]
         i += literals
         if i >= len(source):
             break
         offset = source[i] | source[i + 1] << 8
-        i += 2
-        match = token & 15
-        if match == 15:
-            while True:
-                extra = source[i]
-                i += 1
-                match += extra
-                if extra != 255:
-                    break
+        match, i = _extended(source, i + 2, token & 15)
         match += 4
         start = len(out) - offset
         if offset >= match:
