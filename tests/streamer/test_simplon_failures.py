@@ -13,10 +13,11 @@ from tests.fixtures.net import free_port
 from tests.streamer.conftest import run_lclstreamer, small_synthetic_config
 
 
-def write(tmp_path: Path, url: str, role: str = "server", events: int = 20) -> Path:
+def write(tmp_path: Path, url: str, role: str = "server", events: int = 20, timeout_s: float = 3) -> Path:
     config = small_synthetic_config(tmp_path / "unused", number_of_events=events, batch_size=4)
     config["data_serializer"] = {"type": "SimplonBinarySerializer", "image": "detector"}
-    config["data_handlers"] = [{"type": "ZMQPushDataHandler", "url": url, "role": role, "receiver_timeout_s": 3}]
+    config["data_handlers"] = [{"type": "ZMQPushDataHandler", "url": url, "role": role,
+                                "receiver_timeout_s": timeout_s}]
     path = tmp_path / "simplon.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -34,7 +35,7 @@ def test_no_receiver_ends_the_producer_with_a_clear_message(tmp_path: Path, rank
 
 def test_a_receiver_that_stops_reading_ends_the_producer(tmp_path: Path) -> None:
     url = f"tcp://127.0.0.1:{free_port()}"
-    config = write(tmp_path, url, events=400)
+    config = write(tmp_path, url, events=400, timeout_s=10)  # time enough to connect under load
     data = yaml.safe_load(config.read_text())
     data["data_sources"]["detector"]["shape"] = [4, 128, 128]
     data["data_serializer"]["encoding"] = "none"  # 128 KiB per image: socket buffers fill quickly
@@ -50,4 +51,4 @@ def test_a_receiver_that_stops_reading_ends_the_producer(tmp_path: Path) -> None
         pull.close()
         context.term()
     assert result.returncode == 1, result.stderr
-    assert "no receiver took a message for 3 s" in result.stderr and "Traceback" not in result.stderr
+    assert "no receiver took a message for 10 s" in result.stderr and "Traceback" not in result.stderr
