@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 export LCLSTREAM_CACHE ?= $(CURDIR)/.cache
 
 # command:Debian package pairs; a package is installed only when its command is missing
-APT_NEEDS := java:default-jre-headless mvn:maven slurmctld:slurm-wlm slurmd:slurm-wlm sbatch:slurm-client munged:munge
+APT_NEEDS := java:default-jre-headless mvn:maven slurmctld:slurm-wlm slurmd:slurm-wlm sbatch:slurm-client munged:munge chromium:chromium
 
 .PHONY: test demo demo-streamer venv lint apt clean
 

@@ -51,12 +51,40 @@ def test_docker_compose_follows_the_compose_schema() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_docker_compose_service_config_is_valid() -> None:
+def test_docker_compose_service_configs_are_valid() -> None:
     from lclstream_api.settings import load_settings
+    from psik.config import validate
+    from psik.models import PsikConfig
 
     compose = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
     settings = load_settings(yaml.safe_load(compose["configs"]["lclstream-api"]["content"]))
     assert settings.port_pool.start == 20000
+    psik = validate(PsikConfig, yaml.safe_load(compose["configs"]["psik"]["content"]), "compose psik config")
+    assert set(psik.backends) == {"default"}
+
+
+COMPOSE_SERVICES = {"kafka", "postgres", "airflow-api-server", "airflow-scheduler", "airflow-dag-processor",
+                    "airflow-triggerer", "elog", "psik-api", "lclstream-api"}
+
+
+def test_docker_compose_runs_every_piece_from_the_built_image_with_a_healthcheck() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+    services = compose["services"]
+    assert COMPOSE_SERVICES <= set(services)
+    for name in COMPOSE_SERVICES:
+        assert "healthcheck" in services[name], f"{name} has no healthcheck"
+    ours = {name: s for name, s in services.items() if s.get("image") == "lclstream:latest"}
+    assert set(ours) >= COMPOSE_SERVICES - {"kafka", "postgres"}
+    assert all(s.get("build") == "." for s in ours.values())
+    assert "pip install" not in (ROOT / "docker-compose.yaml").read_text()  # installed at build time
+
+
+def test_dockerfile_copies_every_package_it_installs() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for pattern in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]:
+        package = pattern.rstrip("*")
+        assert f"COPY {package} ./{package}" in dockerfile, f"the Dockerfile does not copy {package}/"
+    assert "RUN pip install ." in dockerfile
 
 
 def test_documents_link_only_to_files_in_the_repository() -> None:
