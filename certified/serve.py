@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -75,14 +76,37 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class AnnouncingServer(uvicorn.Server):
+    """A uvicorn server that calls ``announce()`` once its sockets really accept connections.
+
+    So a line such as ``{"event": "listening", "pid": ...}`` is a promise a supervisor can wait for: a
+    connection made after it reaches this process, not whatever else may hold the port meanwhile.
+    """
+
+    def __init__(self, config: uvicorn.Config, announce: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._announce = announce
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._announce()
+
+
+def listening_line(url: str, **extra: Any) -> str:
+    """The JSON line a server logs once it accepts connections at ``url`` (with this process's pid)."""
+    return json.dumps({"event": "listening", "url": url, "pid": os.getpid(), **extra})
+
+
 def serve(app: Any, url: str, config_dir: str | Path | None = None, *, log_level: str = "info") -> None:
     """Serve ``app`` (an ASGI app or 'module:attr') at ``url`` (https://HOST:PORT) until SIGINT/SIGTERM.
 
     TLS 1.3 only; clients must present a certificate signed by a trusted client CA, for a name that CA
     may vouch for (others get 403). Requests carry the ASGI TLS extension and the vouched caller (so
-    ``certified.fastapi.caller`` works) and each is logged as one JSON line on
-    stderr by the ``certified.access`` logger. One JSON line ``{"event": "listening", "url": ...}`` tells
-    the actual port when ``url`` asks for port 0.
+    ``certified.fastapi.caller`` works) and each is logged as one JSON line on stderr by the
+    ``certified.access`` logger. One JSON line ``{"event": "listening", "url": ..., "pid": ...}`` comes
+    once the server accepts connections (not before), with the actual port when ``url`` asks for 0:
+    supervisors wait for it instead of probing the port.
     """
     host, port = parse_listen_url(url)
     context = report_refusals(server_context(config_dir))  # fail early on a missing identity, before binding
@@ -95,9 +119,12 @@ def serve(app: Any, url: str, config_dir: str | Path | None = None, *, log_level
         asgi_app, http=PROTOCOL, ws="none", log_level=log_level, access_log=False,
         ssl_context_factory=lambda _config, _default: context,
     )
-    log.info(json.dumps({"event": "listening", "url": f"https://{shown}:{actual}", "pid": os.getpid()}))
+
+    def announce() -> None:
+        log.info(listening_line(f"https://{shown}:{actual}"))
+
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        AnnouncingServer(config, announce).run(sockets=[sock])
     finally:
         sock.close()
         log.info(json.dumps({"event": "stopped", "url": f"https://{shown}:{actual}"}))

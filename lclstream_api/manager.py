@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from buffer.config import CB_SECRET_ENV
 from buffer.status import BufferStatus
+from lclstream_api.describe import delivered_reason
 from lclstream_api.jobs import JobSnapshot, buffer_script, job_minutes, job_spec, producer_script
 from lclstream_api.models import JobInfo, TransferOptions, TransferRecord, TransferRequest, config_hash
 from lclstream_api.ports import PortPool
@@ -361,8 +362,7 @@ class TransferManager:
             return
         buffer_done = bstate == "done" or bjob == "completed"
         if buffer_done and pstate == "completed":
-            self._set_state(record, TransferState.COMPLETED,
-                            f"{status.messages_sent if status else 'all'} messages delivered")
+            self._set_state(record, TransferState.COMPLETED, delivered_reason(status, record.options.ranks))
             return
         if buffer_done and bjob == "completed" and pstate in ("new", "queued"):
             self._fail(record, "buffer finished before the producers started")

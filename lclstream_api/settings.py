@@ -131,6 +131,12 @@ class ServiceConfig(BaseModel):
                              f"HTTP guarded only by signatures), got {host!r}")
         return value
 
+    @field_validator("state_dir", "certified_config", "jobs_prefix")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        """A relative path counts from where the service starts (its jobs run in other folders)."""
+        return None if value is None else value.expanduser().absolute()
+
     @field_validator("listen")
     @classmethod
     def _https(cls, value: str) -> str:

@@ -85,3 +85,30 @@ def test_dockerfile_copies_every_package_it_installs() -> None:
         package = pattern.rstrip("*")
         assert f"COPY {package} ./{package}" in dockerfile, f"the Dockerfile does not copy {package}/"
     assert "RUN pip install ." in dockerfile
+
+
+def test_documents_link_only_to_files_in_the_repository() -> None:
+    import re
+
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = doc.read_text()
+        assert "../shared" not in text, f"{doc.name} points outside the repository"
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
+            if "://" not in target:
+                assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"
+    assert "](docs/architecture.md)" in (ROOT / "README.md").read_text()
+
+
+def test_readme_opens_with_the_two_commands_and_what_they_install() -> None:
+    readme = (ROOT / "README.md").read_text()
+    first_block = readme.split("```")[1]
+    assert "make demo" in first_block and "make test" in first_block
+    opening = readme[:readme.index("## ")]
+    assert "as root" in opening.replace("**", "") and "system services" in opening.replace("**", "")
+
+
+def test_make_venv_shows_the_install() -> None:
+    result = subprocess.run(["make", "-n", "-B", "venv"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    (install,) = [line for line in result.stdout.splitlines() if "install" in line and ".[test]" in line]
+    assert " -q" not in install  # pip lists each package instead of a minute of silence
