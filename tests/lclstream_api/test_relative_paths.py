@@ -7,7 +7,9 @@ file are now resolved against the file's folder when it is loaded, and logged at
 
 from __future__ import annotations
 
+import getpass
 import os
+import random
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,31 +17,28 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lclstream_api.local import cancel_jobs, stop_process
+from lclstream_api.local import cancel_jobs, stop_process, wait_ready
 from lclstream_api.settings import ServiceConfig, load_settings
-from tests.fixtures.net import announced_url, free_port
 from tests.fixtures.pki import Pki, make_pki
 from tests.lclstream_api.harness import ALIAS, VENV_BIN, env_with_venv, synthetic_config, wait_for
 
 
-def _relative_config(conf: Path, pki: Pki, port: int) -> Path:
+def _relative_config(conf: Path, pki: Pki) -> Path:
     """service.yaml in ``conf`` naming every path relative to ``conf`` (commands through a bin/ folder)."""
     bin_dir = conf / "bin"
     bin_dir.mkdir(parents=True)
     for name in ("nng-stream", "lclstreamer"):
         (bin_dir / name).symlink_to(VENV_BIN / name)
-    pool = free_port() % 5000 + 20000
-    callback_port = free_port()
-    while callback_port == port:  # the OS may hand out the same free port twice in a row
-        callback_port = free_port()
+    pool = random.randrange(20000, 30000 - 10)
     settings = {
-        "listen": f"https://127.0.0.1:{port}",
-        "callback_listen": f"http://127.0.0.1:{callback_port}",
+        "listen": "https://127.0.0.1:0",
+        "callback_listen": "http://127.0.0.1:0",
         "state_dir": "./state",
         "jobs_prefix": "state/../jobs",
         "certified_config": os.path.relpath(pki.server_dir, conf),
         "commands": {"nng_stream": "bin/nng-stream", "lclstreamer": "./bin/lclstreamer"},
         "port_pool": {"start": pool, "end": pool + 9},
+        "accounts": {"alice": getpass.getuser()},
         "poll_interval": 0.5,
     }
     path = conf / "service.yaml"
@@ -55,7 +54,7 @@ def _path_values(config: ServiceConfig) -> list[str]:
 def test_paths_are_resolved_against_the_config_file_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     conf = tmp_path / "conf"
     pki = make_pki(tmp_path, server="lclstream-api", users=("alice",))
-    path = _relative_config(conf, pki, free_port())
+    path = _relative_config(conf, pki)
     monkeypatch.chdir(tmp_path)  # not the config's folder
     config = load_settings(Path("conf") / "service.yaml")
     assert config.state_dir == conf / "state"
@@ -77,11 +76,10 @@ def test_paths_are_resolved_against_the_config_file_folder(tmp_path: Path, monke
 
 
 @pytest.fixture
-def relative_service(tmp_path: Path) -> Iterator[tuple[Path, Pki, int, Path]]:
+def relative_service(tmp_path: Path) -> Iterator[tuple[Path, Pki, Path]]:
     conf = tmp_path / "conf"
     pki = make_pki(tmp_path, server="lclstream-api", users=("alice",))
-    port = free_port()
-    config = _relative_config(conf, pki, port)
+    config = _relative_config(conf, pki)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     log = tmp_path / "lclstream-api.log"
@@ -90,8 +88,8 @@ def relative_service(tmp_path: Path) -> Iterator[tuple[Path, Pki, int, Path]]:
                                 cwd=elsewhere, stdout=fh, stderr=subprocess.STDOUT, env=env_with_venv(),
                                 start_new_session=True)
     try:
-        pki.add_service_alias(ALIAS, announced_url(log, proc))
-        yield conf, pki, port, log
+        pki.add_service_alias(ALIAS, wait_ready(log, proc)["https"])
+        yield conf, pki, log
     finally:
         stop_process(proc)
         cancel_jobs(config)
@@ -100,8 +98,8 @@ def relative_service(tmp_path: Path) -> Iterator[tuple[Path, Pki, int, Path]]:
 
 
 def test_transfer_through_a_relatively_configured_service_completes(
-        tmp_path: Path, relative_service: tuple[Path, Pki, int, Path]) -> None:
-    conf, pki, _port, log = relative_service
+        tmp_path: Path, relative_service: tuple[Path, Pki, Path]) -> None:
+    conf, pki, log = relative_service
     request = tmp_path / "elsewhere" / "run.yaml"
     request.write_text(yaml.safe_dump(synthetic_config(events=16, batch=4)))
     out = tmp_path / "elsewhere" / "out"

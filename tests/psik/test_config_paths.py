@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +38,8 @@ def test_psik_api_started_elsewhere_runs_jobs_under_the_configured_folder(tmp_pa
     conf = tmp_path / "conf"
     conf.mkdir()
     config = conf / "psik.yaml"
-    config.write_text(yaml.safe_dump({"prefix": "jobs", "backends": {"default": {"type": "local"}}}))
+    config.write_text(yaml.safe_dump({"prefix": "jobs", "backends": {"default": {"type": "local"}},
+                                      "accounts": {"alice": getpass.getuser()}}))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     log = tmp_path / "psik-api.log"

@@ -8,6 +8,7 @@ status code and message, and by nothing having changed for the legitimate user a
 
 from __future__ import annotations
 
+import getpass
 import json
 import socket
 import sqlite3
@@ -154,7 +155,9 @@ def psik_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PsikApi]:
     root = tmp_path_factory.mktemp("psik-hardening")
     pki = make_pki(root, server="psik", users=("alice", "bob"))
     config = root / "psik.yaml"
-    config.write_text(yaml.safe_dump({"prefix": "jobs", "backends": {"default": {"type": "local"}}}))
+    me = getpass.getuser()
+    config.write_text(yaml.safe_dump({"prefix": "jobs", "backends": {"default": {"type": "local"}},
+                                      "accounts": {"alice": me, "bob": me}}))
     log = root / "psik-api.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "psik.api_cli", "--config", str(config), "--listen",
