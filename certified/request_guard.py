@@ -12,8 +12,9 @@ LCLStream-API and the ELog service refuse the same things the same way, before t
   ``certified.json_scan``); so does one Python cannot read at all (an integer of thousands of digits,
   nesting too deep for its parser).
 
-The body read here (at most ``max_body`` bytes) is handed to the app unchanged. Each refusal is
-logged with the caller's certificate name and the reason.
+The body read here (at most ``max_body`` bytes) is handed to the app unchanged. Each refusal is one
+JSON line (``{"event": "request refused", "status", "reason", "caller", ...}``) on the
+``certified.serve`` logger.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from certified.api_errors import error_content, field_error
 from certified.caller import caller_from_scope
 from certified.json_scan import json_problems
 
-log = logging.getLogger("certified.guard")
+log = logging.getLogger("certified.serve")
 
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB: a streamer config or job spec is a few kilobytes
 
@@ -69,11 +70,13 @@ class RequestGuard:
         self.max_body = max_body
 
     def _refused(self, scope: dict[str, Any], status: int, why: str) -> None:
+        """One JSON line on the ``certified.serve`` logger, like ``certified.authenticate``'s refusals."""
         who = caller_from_scope(scope)
         client = scope.get("client")
-        log.warning("refused %s %s from %s (%s): %d %s", scope.get("method"), scope.get("path"),
-                    who.name if who else "an unauthenticated caller",
-                    f"{client[0]}:{client[1]}" if client else "unknown address", status, why)
+        log.warning(json.dumps({
+            "event": "request refused", "status": status, "reason": why, "caller": who.name if who else None,
+            "client": f"{client[0]}:{client[1]}" if client else None,
+            "method": scope.get("method"), "path": scope.get("path")}))
 
     async def _too_large(self, scope: dict[str, Any], send: Any, size: str) -> None:
         why = (f"request body of {size} bytes is over this service's limit of {self.max_body} bytes "

@@ -125,6 +125,15 @@ def assert_small_refusal(response: httpx.Response | Answer, status: int, *needle
     return json.loads(body)
 
 
+def log_events(log: Path, event: str) -> list[dict[str, Any]]:
+    """The JSON lines of ``log`` whose ``event`` is ``event``."""
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("{") and f'"{event}"' in line:
+            out.append(json.loads(line))
+    return out
+
+
 def locs(detail: list[dict[str, Any]]) -> list[list[Any]]:
     return [d["loc"] for d in detail]
 
@@ -179,7 +188,8 @@ def test_psik_declared_body_over_limit_is_413_before_reading(psik_api: PsikApi) 
     assert "10737418240 bytes" in detail
     assert closed, "the connection stays open for a body that will never be read"
     assert psik_api.job_ids("alice") == before
-    wait_for(lambda: "refused POST /v1/jobs from alice" in psik_api.log.read_text(), 10, what="refusal logged")
+    wait_for(lambda: [r for r in log_events(psik_api.log, "request refused")
+                      if (r["status"], r["caller"], r["path"]) == (413, "alice", "/v1/jobs")], 10, what="refusal logged")
 
 
 def test_psik_streamed_body_over_limit_is_413_at_the_limit(psik_api: PsikApi) -> None:
@@ -283,6 +293,9 @@ def test_lclstream_both_listeners_refuse_large_bodies_with_413(lcls: Service) ->
     assert_small_refusal(answer, 413, str(LIMIT))
     assert closed
     assert _transfer_ids(lcls, "alice") == before
+    refused = wait_for(lambda: {(r["caller"], r["path"]) for r in log_events(lcls.log_path, "request refused")
+                                if r["status"] == 413}, 10, what="refusals logged")
+    assert {("alice", "/v1/transfers"), (None, "/v1/callbacks/buffer")} <= refused
 
 
 def test_lclstream_nan_or_broken_text_anywhere_in_a_request_is_422_with_its_path(lcls: Service) -> None:
