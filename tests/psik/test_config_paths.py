@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import getpass
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from lclstream_api.local import stop_process
 from psik.client import PsikClient
 from psik.config import load_config
 from psik.models import JobState
-from tests.fixtures.net import announced_url
 from tests.fixtures.pki import make_pki
-from tests.psik.helpers import cancel_unfinished, wait_for
+from tests.psik.helpers import psik_api, wait_for
 
 
 def test_load_config_resolves_paths_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -43,19 +39,12 @@ def test_psik_api_started_elsewhere_runs_jobs_under_the_configured_folder(tmp_pa
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     log = tmp_path / "psik-api.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "psik.api_cli", "--config", "../conf/psik.yaml", "--listen",
-                                 "https://127.0.0.1:0", "--certified-config", str(pki.server_dir)],
-                                cwd=elsewhere, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        pki.add_service_alias("psik", announced_url(log, proc))
+    with psik_api(config, pki.server_dir, log, cwd=elsewhere) as url:  # not the config's folder
+        pki.add_service_alias("psik", url)
         with PsikClient("psik", pki.user_dir("alice")) as client:
             job = client.submit({"name": "where", "script": "pwd > here.txt"})
             wait_for(lambda: client.get(job.jobid).state.terminal, 60, what="job finished")
             assert client.get(job.jobid).state is JobState.COMPLETED
             assert client.file(job.jobid, "work/here.txt").strip() == str(conf / "jobs" / job.jobid / "work")
-        assert not (elsewhere / "jobs").exists()
-        assert f"config {config}; paths prefix={conf / 'jobs'} certified_config={pki.server_dir}" in log.read_text()
-    finally:
-        cancel_unfinished(load_config(config))
-        stop_process(proc)
+    assert not (elsewhere / "jobs").exists()
+    assert f"config {config}; paths prefix={conf / 'jobs'} certified_config={pki.server_dir}" in log.read_text()

@@ -14,7 +14,6 @@ import socket
 import sqlite3
 import ssl
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,15 +24,13 @@ import httpx
 import pytest
 import yaml
 
+from certified.http import client as tls_client
 from certified.signature import sign
 from certified.tls import client_context
-from lclstream_api.local import stop_process
 from psik.client import PsikClient
-from psik.config import load_config
-from tests.fixtures.net import announced_url
 from tests.fixtures.pki import Pki, make_pki
 from tests.lclstream_api.harness import VENV_BIN, Service, env_with_venv, synthetic_config, wait_for
-from tests.psik.helpers import cancel_unfinished
+from tests.psik.helpers import psik_api
 
 LIMIT = 1 << 20  # the default max_body_bytes of every service
 SMALL_ANSWER = 4096  # an error answer, whatever the input, stays below this many bytes
@@ -143,16 +140,13 @@ def locs(detail: list[dict[str, Any]]) -> list[list[Any]]:
 class PsikApi:
     port: int
     pki: Pki
-    config: Path
     log: Path
 
     def client(self, user: str) -> PsikClient:
         return PsikClient("psik", self.pki.user_dir(user))
 
     def raw(self, user: str) -> httpx.Client:
-        from certified.http import client
-
-        return client("psik", self.pki.user_dir(user), timeout=60)
+        return tls_client("psik", self.pki.user_dir(user), timeout=60)
 
     def job_ids(self, user: str) -> list[str]:
         with self.client(user) as c:
@@ -160,7 +154,7 @@ class PsikApi:
 
 
 @pytest.fixture(scope="module")
-def psik_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PsikApi]:
+def psik(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PsikApi]:
     root = tmp_path_factory.mktemp("psik-hardening")
     pki = make_pki(root, server="psik", users=("alice", "bob"))
     config = root / "psik.yaml"
@@ -168,63 +162,55 @@ def psik_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PsikApi]:
     config.write_text(yaml.safe_dump({"prefix": "jobs", "backends": {"default": {"type": "local"}},
                                       "accounts": {"alice": me, "bob": me}}))
     log = root / "psik-api.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "psik.api_cli", "--config", str(config), "--listen",
-                                 "https://127.0.0.1:0", "--certified-config", str(pki.server_dir)],
-                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        url = announced_url(log, proc)
+    with psik_api(config, pki.server_dir, log) as url:
         pki.add_service_alias("psik", url)
-        yield PsikApi(int(url.rsplit(":", 1)[1]), pki, config, log)
-    finally:
-        cancel_unfinished(load_config(config))
-        stop_process(proc)
+        yield PsikApi(int(url.rsplit(":", 1)[1]), pki, log)
 
 
-def test_psik_declared_body_over_limit_is_413_before_reading(psik_api: PsikApi) -> None:
-    before = psik_api.job_ids("alice")
-    answer, closed = raw_tls(psik_api.pki, "alice", "psik", psik_api.port, post_head("/v1/jobs", length=10 << 30))
+def test_psik_declared_body_over_limit_is_413_before_reading(psik: PsikApi) -> None:
+    before = psik.job_ids("alice")
+    answer, closed = raw_tls(psik.pki, "alice", "psik", psik.port, post_head("/v1/jobs", length=10 << 30))
     detail = assert_small_refusal(answer, 413, str(LIMIT), "max_body_bytes")["detail"]
     assert "10737418240 bytes" in detail
     assert closed, "the connection stays open for a body that will never be read"
-    assert psik_api.job_ids("alice") == before
-    wait_for(lambda: [r for r in log_events(psik_api.log, "request refused")
+    assert psik.job_ids("alice") == before
+    wait_for(lambda: [r for r in log_events(psik.log, "request refused")
                       if (r["status"], r["caller"], r["path"]) == (413, "alice", "/v1/jobs")], 10, what="refusal logged")
 
 
-def test_psik_streamed_body_over_limit_is_413_at_the_limit(psik_api: PsikApi) -> None:
+def test_psik_streamed_body_over_limit_is_413_at_the_limit(psik: PsikApi) -> None:
     """A chunked body is counted as it arrives: refused once past the limit, though it never ends."""
-    before = psik_api.job_ids("alice")
-    answer, closed = raw_tls(psik_api.pki, "alice", "psik", psik_api.port, post_head("/v1/jobs", chunked=True),
+    before = psik.job_ids("alice")
+    answer, closed = raw_tls(psik.pki, "alice", "psik", psik.port, post_head("/v1/jobs", chunked=True),
                              chunked(LIMIT + 64 * 1024))
     assert_small_refusal(answer, 413, f"more than {LIMIT} bytes")
     assert closed
-    assert psik_api.job_ids("alice") == before
+    assert psik.job_ids("alice") == before
 
 
-def test_psik_body_under_limit_is_served(psik_api: PsikApi) -> None:
+def test_psik_body_under_limit_is_served(psik: PsikApi) -> None:
     script = "exit 0\n" + "#" * 990_000 + "\n"  # near both the body limit and JobSpec.script's length
-    with psik_api.raw("alice") as http:
+    with psik.raw("alice") as http:
         response = http.post("/v1/jobs", json={"name": "big", "script": script})
     assert response.status_code == 201, response.text[:500]
-    with psik_api.client("alice") as c:
+    with psik.client("alice") as c:
         assert c.get(response.json()["jobid"]).spec.script == script
 
 
 @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
-def test_psik_nan_and_infinity_are_422_naming_the_field(psik_api: PsikApi, number: str) -> None:
-    before = psik_api.job_ids("alice")
+def test_psik_nan_and_infinity_are_422_naming_the_field(psik: PsikApi, number: str) -> None:
+    before = psik.job_ids("alice")
     body = '{"script": "exit 0", "resources": {"duration": DURATION, "process_count": 1}}'.replace("DURATION", number)
-    with psik_api.raw("alice") as http:
+    with psik.raw("alice") as http:
         response = http.post("/v1/jobs", content=body, headers={"content-type": "application/json"})
     detail = assert_small_refusal(response, 422, "NaN and Infinity are not allowed")["detail"]
     assert locs(detail) == [["body", "resources", "duration"]]
-    assert psik_api.job_ids("alice") == before
+    assert psik.job_ids("alice") == before
 
 
-def test_psik_errors_never_echo_large_inputs(psik_api: PsikApi) -> None:
+def test_psik_errors_never_echo_large_inputs(psik: PsikApi) -> None:
     huge = "x" * 500_000
-    with psik_api.raw("alice") as http:
+    with psik.raw("alice") as http:
         bad_name = http.post("/v1/jobs", json={"name": huge, "script": "exit 0"})
         detail = assert_small_refusal(bad_name, 422)["detail"]
         assert locs(detail) == [["body", "name"]] and huge[:100] not in bad_name.text
@@ -250,8 +236,8 @@ BAD_BODIES: list[bytes] = [
 
 
 @pytest.mark.parametrize("body", BAD_BODIES, ids=range(len(BAD_BODIES)))
-def test_psik_no_input_gets_a_500(psik_api: PsikApi, body: bytes) -> None:
-    with psik_api.raw("alice") as http:
+def test_psik_no_input_gets_a_500(psik: PsikApi, body: bytes) -> None:
+    with psik.raw("alice") as http:
         response = http.post("/v1/jobs", content=body, headers={"content-type": "application/json"})
     assert 400 <= response.status_code < 500, (response.status_code, response.text[:300])
     assert len(response.content) < SMALL_ANSWER
