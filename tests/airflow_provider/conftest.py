@@ -14,6 +14,7 @@ Airflow as ``AIRFLOW_CONN_*`` variables, exactly as a deployment's secrets would
 
 from __future__ import annotations
 
+import getpass
 import importlib.util
 import json
 import os
@@ -30,7 +31,6 @@ from typing import Any
 
 import pytest
 
-from lclstream_api.local import stop_process
 from tests.fixtures.kafka import kafka_bootstrap  # noqa: F401 - the session broker
 from tests.fixtures.pki import Pki, make_pki
 from tests.lclstream_api.conftest import api_pki, service  # noqa: F401 - a real LCLStream-API (alice, bob)
@@ -118,29 +118,20 @@ class PsikApi:
 
 @pytest.fixture
 def psik_api(tmp_path: Path) -> Iterator[PsikApi]:
-    """A real psik-api process (local backend) over mutual TLS, users alice and bob."""
-    from psik.config import load_config
-    from tests.psik.helpers import cancel_unfinished, wait_for
-    from tests.psik.test_api import listening_url
+    """A real psik-api process (local backend) over mutual TLS; alice's and bob's jobs run as this account."""
+    from tests.psik.helpers import psik_api as running_psik_api
 
     root = tmp_path / "psikapi"
     root.mkdir()
     pki = make_pki(root, server="psik", users=("alice", "bob"))
     prefix = root / "jobs"
     cfg = root / "psik.yaml"
-    cfg.write_text(json.dumps({"prefix": str(prefix), "poll_interval": 1.0, "backends": {"default": {"type": "local"}}}))
-    log = root / "psik-api.log"
+    me = getpass.getuser()
+    cfg.write_text(json.dumps({"prefix": str(prefix), "poll_interval": 1.0, "accounts": {"alice": me, "bob": me},
+                               "backends": {"default": {"type": "local"}}}))
     env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "psik.api_cli", "--config", str(cfg), "--listen",
-                                 "https://127.0.0.1:0", "--certified-config", str(pki.server_dir)],
-                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    try:
-        url = wait_for(lambda: listening_url(log, proc), timeout=60, what="psik-api to listen")
+    with running_psik_api(cfg, pki.server_dir, root / "psik-api.log", env=env) as url:
         yield PsikApi(url=url, pki=pki, prefix=prefix, config=cfg)
-    finally:
-        cancel_unfinished(load_config(cfg))
-        stop_process(proc)
 
 
 @pytest.fixture
