@@ -119,7 +119,10 @@ class ConsumerThread:
             log.log(level, "run events (%s): %s", self.describe, state)
 
     def _hand(self, item: Any) -> None:
-        self.loop.call_soon_threadsafe(self.records.put_nowait, item)
+        try:
+            self.loop.call_soon_threadsafe(self.records.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            self.stopping.set()
 
     def _run(self) -> None:
         consumer: KafkaConsumer | None = None
