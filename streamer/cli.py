@@ -5,7 +5,7 @@
     lclstreamer validate cfg.yaml
 
 Under ``mpiexec -n N`` every rank runs the same command. Invalid input exits 2 with a clear message and no
-traceback.
+traceback; a stream that started and then failed (a live run gone idle) exits 1.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from streamer.config import ConfigError, config_schema, describe, load_config
-from streamer.sources.errors import SourceError
+from streamer.sources.errors import SourceError, SourceTimeout
 
+EXIT_STREAM_FAILED = 1
 EXIT_BAD_INPUT = 2
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -99,6 +100,9 @@ def cmd_run(argv: list[str]) -> int:
 
     try:
         summary = run_streamer(config, num_events=args.num_events, comm=comm, progress=args.progress)
+    except SourceTimeout as exc:  # the stream started and then failed: not bad input
+        print(f"lclstreamer: error: {exc}", file=sys.stderr)
+        return EXIT_STREAM_FAILED
     except (SourceError, ConfigError, SetupError, OSError) as exc:  # OSError: a handler cannot write/bind/connect
         return _fail(error_text(exc)) if rank == 0 else EXIT_BAD_INPUT
     if summary is not None:
