@@ -24,9 +24,8 @@ import logging
 import os
 import signal
 import sys
-import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -39,6 +38,9 @@ from elog.publisher import DEFAULT_TOPIC, PublishError, RunEventPublisher, defau
 from elog.records import RunOpen, RunRecord, RunState
 from elog.settings import SettingsError, load_settings
 from streamer.sources.run_dir import ManifestError
+
+if TYPE_CHECKING:
+    from elog.daq import StopFlag
 
 PROG = "lclstream-elog"
 ELOG_ENV = "LCLSTREAM_ELOG"
@@ -308,14 +310,14 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stop_on_signals() -> threading.Event:
-    """SIGINT (Ctrl-C) and SIGTERM end the run cleanly: they only set this event."""
-    stop = threading.Event()
+def _stop_on_signals() -> StopFlag:
+    """SIGINT (Ctrl-C) and SIGTERM end the run cleanly: the handler only sets the flag (no lock, no I/O)."""
+    from elog.daq import StopFlag
+
+    stop = StopFlag()
 
     def handler(signum: int, _frame: Any) -> None:
-        if not stop.is_set():
-            log.warning("%s: ending the run (files, record and run_stop follow)", signal.Signals(signum).name)
-        stop.set()
+        stop.set(signal.Signals(signum).name)
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)

@@ -15,7 +15,6 @@ Event ``i`` carries the synthetic detectors of ``streamer/`` (the same pixels as
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +35,31 @@ from streamer.sources.synthetic_detectors import SyntheticAreaDetector, Syntheti
 log = logging.getLogger("elog.daq")
 DetectorType = Literal["jungfrau4M", "epix10k2M"]
 MAX_BLOCK = 64  # events written between two flushes when the DAQ is behind schedule
+
+
+class StopFlag:
+    """Asks the DAQ to end its run. Safe to set from a signal handler: it takes no lock (``threading.Event``
+    does, so its ``set()`` in a handler can deadlock with the interrupted ``wait()``)."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def set(self, reason: str = "stop requested") -> None:
+        if self.reason is None:
+            self.reason = reason
+
+    def is_set(self) -> bool:
+        return self.reason is not None
+
+    def wait(self, timeout: float, step: float = 0.02) -> bool:
+        """Sleep up to ``timeout`` seconds, returning early (True) once set."""
+        deadline = time.monotonic() + timeout
+        while not self.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(step, left))
+        return True
 
 
 class DaqSettings(BaseModel):
@@ -146,13 +170,13 @@ def close_run_dir(run_dir: Path) -> tuple[list[str], int]:
 class Daq:
     """Takes data for one opened run: ``take_data()`` writes events until done or ``stop`` is set."""
 
-    def __init__(self, record: RunRecord, settings: DaqSettings, stop: threading.Event | None = None,
+    def __init__(self, record: RunRecord, settings: DaqSettings, stop: StopFlag | None = None,
                  progress: bool | None = None, progress_stream: TextIO | None = None) -> None:
         if record.state != RunState.OPEN or not record.run_dir:
             raise ValueError(f"run {record.key} is not open with a run directory")
         self.record = record
         self.settings = settings
-        self.stop = stop or threading.Event()
+        self.stop = stop or StopFlag()
         context = RunContext(f"exp={record.experiment}:run={record.run}")
         self.detectors: dict[str, SyntheticAreaDetector] = {}
         for name in settings.detectors:
@@ -197,6 +221,9 @@ class Daq:
                 self.bar.update(len(block), self.writer.bytes_written - before)
         finally:
             elapsed = time.monotonic() - started
+            if self.stop.is_set():
+                log.warning("run %s: %s after %d events; closing its files", self.record.key, self.stop.reason,
+                            written)
             files, count = self.writer.close()
             self.bar.finish()
         return files, count, elapsed

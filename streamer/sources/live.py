@@ -117,36 +117,28 @@ class LiveRunEventSource(EventSource):
         self.wanted = {name: cfg.dataset for name, cfg in data_sources.items()  # type: ignore[attr-defined]
                        if cfg.type == "HDF5Dataset"}  # type: ignore[attr-defined]
         self.manifest: RunManifest | None = None
-        self._manifest_stamp: tuple[int, int] | None = None
         self.files: list[_RunFile] = []
         self.starts: list[int] = []
         self.last_progress = time.monotonic()
 
     # -- the run's state -------------------------------------------------------------------------------
     def _read_manifest(self) -> RunManifest:
+        """The manifest as it is now: a small file, read on every look (a replaced file's inode number and
+        coarse mtime can repeat, so they cannot tell whether it changed)."""
         try:
             manifest = read_manifest(self.run_dir)
         except ManifestError as exc:
             raise SourceError(str(exc)) from None
         known = set(manifest.datasets.values())
         for name, dataset in self.wanted.items():
-            if dataset not in known:
+            if known and dataset not in known:  # no datasets declared: each file is checked when opened
                 raise SourceError(f"data source {name!r}: dataset {dataset!r} is not in run "
                                   f"{manifest.experiment}/{manifest.run} (it has: {', '.join(sorted(known))})")
         return manifest
 
     def _poll(self) -> bool:
-        """Re-read the manifest when it changed, open new files, refresh the growing one; True on new events."""
-        path = self.run_dir / "run.json"
-        try:
-            stat = path.stat()
-            stamp = (stat.st_mtime_ns, stat.st_ino)
-        except FileNotFoundError:
-            stamp = None
-        if stamp != self._manifest_stamp or self.manifest is None:
-            self.manifest = self._read_manifest()
-            self._manifest_stamp = stamp
-        manifest = self.manifest
+        """Re-read the manifest, open new files, refresh the growing one; True when new events came."""
+        manifest = self.manifest = self._read_manifest()
         grew = False
         for number, entry in enumerate(manifest.files):
             if number == len(self.files):

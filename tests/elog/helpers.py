@@ -1,0 +1,157 @@
+"""Real ``lclstream-elog`` processes for tests: the ELog service on loopback with a real PKI, and DAQ runs.
+
+    service = ElogService(tmp_path, pki)        # pki from tests.fixtures.pki.make_pki(server="elog", ...)
+    service.start()                             # `lclstream-elog serve`; alias "elog" in every user directory
+    with service.client("alice") as elog: ...
+    service.restart()                           # same config, database and port
+    daq = start_daq(["--instrument", "MFX", ...], env=pki.env("daq"))   # `lclstream-elog run ...` (Popen)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from elog.client import ElogClient
+from tests.fixtures.net import free_port
+from tests.fixtures.pki import Pki
+
+VENV_BIN = Path(sys.executable).parent
+ELOG = str(VENV_BIN / "lclstream-elog")
+ALIAS = "elog"
+WRITER = "daq"
+T = TypeVar("T")
+
+
+def wait_for(probe: Callable[[], T], timeout: float = 60.0, interval: float = 0.1, what: str = "condition") -> T:
+    """Poll ``probe`` until it returns something truthy; bounded by ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """os.environ with the venv first on PATH, no Kafka or ELog from the caller's shell, plus ``extra``."""
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    for name in ("LCLSTREAM_KAFKA_BOOTSTRAP", "LCLSTREAM_ELOG", "PMI_RANK", "PMI_SIZE", "PMI_FD", "HYDI_CONTROL_FD"):
+        env.pop(name, None)
+    env.update(extra or {})
+    return env
+
+
+def elog(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None,
+         timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``lclstream-elog ARGS`` to the end."""
+    return subprocess.run([ELOG, *args], capture_output=True, text=True, timeout=timeout, env=env or cli_env(),
+                          cwd=cwd, stdin=subprocess.DEVNULL, check=False)
+
+
+def start_daq(args: list[str], env: dict[str, str] | None = None, stderr: Any = subprocess.PIPE,
+              cwd: Path | None = None) -> subprocess.Popen[str]:
+    """Start ``lclstream-elog run ARGS`` in its own process group (stop it with ``interrupt``)."""
+    return subprocess.Popen([ELOG, "run", *args], stdout=subprocess.PIPE, stderr=stderr, text=True,
+                            env=env or cli_env(), cwd=cwd, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def interrupt(proc: subprocess.Popen[str], sig: int = signal.SIGINT, timeout: float = 120) -> tuple[str, str]:
+    """Send ``sig`` (Ctrl-C by default) and collect the output; kill the group if it does not end in time."""
+    proc.send_signal(sig)
+    return finish(proc, timeout)
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 120) -> tuple[str, str]:
+    """Wait for the process to end and return (stdout, stderr); past ``timeout`` kill it and fail with
+    the end of what it wrote."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill(proc)
+        out, err = proc.communicate(timeout=30)
+        raise AssertionError(f"{' '.join(map(str, proc.args))} did not end within {timeout:g} s; it wrote:\n"
+                             f"{(out or '')[-2000:]}\n{(err or '')[-4000:]}") from None
+    return out, err or ""
+
+
+def kill(proc: subprocess.Popen[Any]) -> None:
+    """Teardown: the process group is gone, whatever the test did."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
+
+
+class ElogService:
+    """One ``lclstream-elog serve`` process; ``restart()`` keeps its config, database and port."""
+
+    def __init__(self, root: Path, pki: Pki, writers: tuple[str, ...] = (WRITER,)) -> None:
+        self.root = root
+        self.pki = pki
+        self.port = free_port()
+        self.config_path = root / "elog.yaml"
+        self.log_path = root / "elog.log"
+        self.database = root / "state" / "elog.sqlite"
+        root.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(yaml.safe_dump({
+            "listen": self.url, "database": "state/elog.sqlite",  # relative: resolved against the config's folder
+            "certified_config": str(pki.server_dir), "writers": list(writers)}))
+        pki.add_service_alias(ALIAS, self.url)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 90) -> None:
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([ELOG, "serve", "--config", str(self.config_path)], stdout=log,
+                                         stderr=subprocess.STDOUT, env=cli_env(), cwd="/",
+                                         start_new_session=True)
+
+        def listening() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"lclstream-elog serve exited {self.proc.returncode}: {self.log()[-3000:]}")
+            return any(line.startswith("{") and '"listening"' in line
+                       for line in self.log()[offset:].splitlines())
+
+        wait_for(listening, timeout, what="lclstream-elog serve to listen")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def client(self, user: str) -> ElogClient:
+        return ElogClient(ALIAS, self.pki.user_dir(user))
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.log().splitlines() if line.startswith("{")]
