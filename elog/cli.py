@@ -37,7 +37,7 @@ from elog.events import WIRE_FORMATS
 from elog.publisher import DEFAULT_TOPIC, PublishError, RunEventPublisher, default_bootstrap
 from elog.records import RunOpen, RunRecord, RunState
 from elog.settings import SettingsError, load_settings
-from streamer.sources.run_dir import ManifestError
+from streamer.run_dir import ManifestError
 
 if TYPE_CHECKING:
     from elog.daq import StopFlag
@@ -69,6 +69,8 @@ def _kafka_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--topic", default=DEFAULT_TOPIC, help=f"topic of the run events (default {DEFAULT_TOPIC})")
     p.add_argument("--format", default="lclstream", choices=WIRE_FORMATS,
                    help="run event form: this project's run_start/run_stop, or LCLS eLog Create/Update")
+    p.add_argument("--kafka-timeout", type=float, default=30.0,
+                   help="seconds to reach the broker and to wait for each acknowledgement (default 30)")
     p.add_argument("--no-kafka", action="store_true", help="publish no run events")
 
 
@@ -204,7 +206,9 @@ def _publisher(args: argparse.Namespace) -> RunEventPublisher | None:
     if not args.bootstrap:
         raise UsageError("no Kafka broker: give --bootstrap HOST:PORT or set LCLSTREAM_KAFKA_BOOTSTRAP "
                          "(or --no-kafka to publish no run events)")
-    return RunEventPublisher(args.bootstrap, args.topic, args.format)
+    if not 0 < args.kafka_timeout <= 3600:
+        raise UsageError(f"--kafka-timeout must be more than 0 and at most 3600 s, got {args.kafka_timeout:g}")
+    return RunEventPublisher(args.bootstrap, args.topic, args.format, args.kafka_timeout)
 
 
 def _print(args: argparse.Namespace, model: BaseModel, text: str) -> None:

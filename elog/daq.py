@@ -28,8 +28,8 @@ from elog.records import RunClose, RunOpen, RunRecord, RunState
 from elog.run_files import RunFileWriter
 from streamer.base import RunContext
 from streamer.progress import Progress
+from streamer.run_dir import RunManifest, read_manifest, write_manifest
 from streamer.serializers.hdf5 import Compression
-from streamer.sources.run_dir import RunManifest, read_manifest, write_manifest
 from streamer.sources.synthetic_detectors import SyntheticAreaDetector, SyntheticAreaDetectorConfig
 
 log = logging.getLogger("elog.daq")
@@ -65,7 +65,7 @@ class StopFlag:
 class DaqSettings(BaseModel):
     """What ``lclstream-elog run`` takes data with (validated before anything is opened)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     detectors: list[DetectorType] = Field(min_length=1, max_length=16, description="synthetic detectors")
     shape: tuple[int, int, int] | None = Field(None, description="(panels, height, width) for every detector, "

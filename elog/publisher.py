@@ -15,9 +15,6 @@ from __future__ import annotations
 import logging
 import os
 
-from kafka import KafkaProducer
-from kafka.errors import KafkaError
-
 from elog.events import RunEvent, WireFormat
 
 log = logging.getLogger("elog.publisher")
@@ -40,23 +37,28 @@ class RunEventPublisher:
         self.topic = topic
         self.format = format
         self.timeout = timeout
+        from kafka import KafkaProducer  # (a heavy import: only where events are published)
+        from kafka.errors import KafkaError
+
         ms = int(timeout * 1000)
         try:
             self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
                                           max_block_ms=ms, request_timeout_ms=ms, delivery_timeout_ms=ms + 1000,
-                                          api_version_auto_timeout_ms=ms, linger_ms=0)
+                                          bootstrap_timeout_ms=ms, linger_ms=0)
         except KafkaError as exc:
-            raise PublishError(f"Kafka at {bootstrap} is not reachable: {type(exc).__name__}: {exc}") from None
+            raise PublishError(f"Kafka at {bootstrap} is not reachable within {timeout:g} s: {exc}") from None
         log.info("Kafka producer connected to %s (topic %s, %s form)", bootstrap, topic, format)
 
     def publish(self, event: RunEvent) -> None:
         """Send one run event and wait until the broker acknowledged it."""
+        from kafka.errors import KafkaError
+
         try:
             metadata = self.producer.send(self.topic, key=event.kafka_key(),
                                           value=event.to_json(self.format)).get(timeout=self.timeout)
         except KafkaError as exc:
             raise PublishError(f"{event.type} of run {event.key} was not acknowledged by Kafka at "
-                               f"{self.bootstrap}: {type(exc).__name__}: {exc}") from None
+                               f"{self.bootstrap} within {self.timeout:g} s: {exc}") from None
         log.info("%s of run %s published to %s (partition %d, offset %d)", event.type, event.key, self.topic,
                  metadata.partition, metadata.offset)
 

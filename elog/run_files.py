@@ -3,7 +3,7 @@
 One file is open at a time. Each is created with the latest file format, gets its datasets (detector
 frames chunked one event per chunk and compressed, bitshuffle+LZ4 by default; pulse ids and timestamps),
 enters SWMR mode, and only then is listed in the run's ``run.json`` manifest (see
-``streamer.sources.run_dir``), so a reader may open every listed file while it grows. ``write`` extends
+``streamer.run_dir``), so a reader may open every listed file while it grows. ``write`` extends
 and fills the detector datasets, then timestamps, then pulse ids (the commit dataset), then flushes once;
 rolling over closes the file and marks it complete in the manifest; ``close`` marks the run closed.
 
@@ -22,8 +22,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from streamer.serializers.hdf5 import Compression, filter_options
-from streamer.sources.run_dir import (
+from streamer.run_dir import (
     PULSE_ID_DATASET,
     TIMESTAMP_DATASET,
     UNWRITTEN,
@@ -33,6 +32,7 @@ from streamer.sources.run_dir import (
     file_name,
     write_manifest,
 )
+from streamer.serializers.hdf5 import Compression, filter_options
 
 log = logging.getLogger("elog.daq")
 SCALAR_CHUNK = 1024

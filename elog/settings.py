@@ -17,8 +17,6 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from certified.serve import parse_listen_url
-
 
 class SettingsError(ValueError):
     """The config file is missing or invalid; the message names the file and each bad field."""
@@ -36,6 +34,8 @@ class ElogSettings(BaseModel):
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
+        from certified.serve import parse_listen_url  # (imports uvicorn: only when a config is loaded)
+
         try:
             parse_listen_url(value)
         except Exception as exc:  # CertifiedError: one sentence saying what a listen URL looks like
@@ -76,6 +76,7 @@ def load_settings(path: str | Path, overrides: dict[str, Any] | None = None) -> 
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
             message = {"missing": "required field is missing",
                        "extra_forbidden": "unknown field (not allowed)"}.get(err["type"], err["msg"])
+            message = message.removeprefix("Value error, ")
             problems.append(f"{where}: {message}")
         raise SettingsError(f"config file {path}: " + "; ".join(problems)) from None
     return settings.resolved(path.parent.absolute())

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from elog.records import Annotation, AnnotationIn, RunClose, RunOpen, RunRecord, RunState, utc_now
-from streamer.sources.run_dir import run_dir_for
+from streamer.run_dir import run_dir_for
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

@@ -1,6 +1,6 @@
 """``LiveRunEventSource``: read a run while the DAQ writes it, and end once the run is closed and read.
 
-The run directory's ``run.json`` manifest (``streamer.sources.run_dir``) lists the run's SWMR HDF5 files
+The run directory's ``run.json`` manifest (``streamer.run_dir``) lists the run's SWMR HDF5 files
 and says whether the run is still open. While it is open the total is unknown, so ``number_of_events``
 returns None and the runner gives rank ``r`` of ``N`` the events ``r, r+N, r+2N, ...``; for each one the
 source waits until it is written (polling the manifest for new files and refreshing the growing file's
@@ -35,9 +35,9 @@ from pydantic import Field
 
 from streamer.base import ComponentConfig, Event, EventSource, RunContext
 from streamer.registry import Component, register
+from streamer.run_dir import UNWRITTEN, ManifestError, RunManifest, read_manifest
 from streamer.sources.errors import SourceError, SourceTimeout
 from streamer.sources.indexed import INDEX_DERIVED_TYPES, build_indexed_sources
-from streamer.sources.run_dir import UNWRITTEN, ManifestError, RunManifest, read_manifest
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 import yaml
 
 from elog.client import ElogClient
-from tests.fixtures.net import free_port
 from tests.fixtures.pki import Pki
 
 VENV_BIN = Path(sys.executable).parent
@@ -98,25 +97,21 @@ def kill(proc: subprocess.Popen[Any]) -> None:
 
 
 class ElogService:
-    """One ``lclstream-elog serve`` process; ``restart()`` keeps its config, database and port."""
+    """One ``lclstream-elog serve`` process on a port the OS picks (no race with other tests for a port);
+    ``restart()`` keeps its config and database, and points the alias at the new port."""
 
     def __init__(self, root: Path, pki: Pki, writers: tuple[str, ...] = (WRITER,)) -> None:
         self.root = root
         self.pki = pki
-        self.port = free_port()
+        self.url = ""
         self.config_path = root / "elog.yaml"
         self.log_path = root / "elog.log"
         self.database = root / "state" / "elog.sqlite"
         root.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump({
-            "listen": self.url, "database": "state/elog.sqlite",  # relative: resolved against the config's folder
+            "listen": "https://127.0.0.1:0", "database": "state/elog.sqlite",  # relative to the config's folder
             "certified_config": str(pki.server_dir), "writers": list(writers)}))
-        pki.add_service_alias(ALIAS, self.url)
         self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 90) -> None:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
@@ -125,13 +120,16 @@ class ElogService:
                                          stderr=subprocess.STDOUT, env=cli_env(), cwd="/",
                                          start_new_session=True)
 
-        def listening() -> bool:
+        def listening() -> str | None:
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"lclstream-elog serve exited {self.proc.returncode}: {self.log()[-3000:]}")
-            return any(line.startswith("{") and '"listening"' in line
-                       for line in self.log()[offset:].splitlines())
+            for line in self.log()[offset:].splitlines():
+                if line.startswith("{") and '"listening"' in line:
+                    return str(json.loads(line)["url"])
+            return None
 
-        wait_for(listening, timeout, what="lclstream-elog serve to listen")
+        self.url = wait_for(listening, timeout, what="lclstream-elog serve to listen")
+        self.pki.add_service_alias(ALIAS, self.url)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -21,8 +21,8 @@ from elog.records import RunState
 from streamer.base import RunContext
 from streamer.config import load_config
 from streamer.mpi import split_events, stride_events
+from streamer.run_dir import read_manifest, run_dir_for
 from streamer.runner import Chain
-from streamer.sources.run_dir import read_manifest, run_dir_for
 from streamer.sources.synthetic_detectors import SyntheticAreaDetector, SyntheticAreaDetectorConfig
 from tests.elog.helpers import cli_env, elog, finish, interrupt, kill, start_daq, wait_for
 from tests.fixtures.net import free_port
