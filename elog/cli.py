@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compression", default="bitshuffle_lz4", help="none, gzip, lzf, bitshuffle_lz4 (default), zstd")
     p.add_argument("--shape", default=None, metavar="P,H,W", help="detector shape (panels,height,width), e.g. 1,64,64")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
+    p.add_argument("--start-delay", type=float, default=0.0,
+                   help="seconds between run_start and the first event, as a DAQ configuring (default 0)")
     progress = p.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,
                           help="show progress even when stderr is not a terminal")
@@ -338,7 +340,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         settings = DaqSettings(detectors=args.detectors, shape=shape, rate=args.rate, duration=args.duration,
                                events=args.events, events_per_file=args.events_per_file,
-                               compression=args.compression, seed=args.seed)
+                               compression=args.compression, seed=args.seed, start_delay=args.start_delay)
     except ValidationError as exc:
         options = {name: "--" + name.replace("_", "-") for name in DaqSettings.model_fields}
         raise UsageError(_field_message(exc, {**options, "detectors": "--detector"})) from None

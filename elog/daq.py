@@ -76,6 +76,8 @@ class DaqSettings(BaseModel):
     events_per_file: int = Field(1000, ge=1, le=10**7, description="roll over to a new file after this many")
     compression: Compression = "bitshuffle_lz4"
     seed: int = Field(0, ge=0)
+    start_delay: float = Field(0.0, ge=0, le=3600, description="seconds between run_start and the first event "
+                                                               "(a real DAQ's configure time)")
 
     @model_validator(mode="after")
     def _shape(self) -> DaqSettings:
@@ -200,6 +202,9 @@ class Daq:
         """Write events on schedule; always closes the files. (file paths, events, seconds taken)."""
         for det in self.detectors.values():
             det.prepare()
+        if self.settings.start_delay:
+            log.info("run %s: first event in %g s", self.record.key, self.settings.start_delay)
+            self.stop.wait(self.settings.start_delay)
         total = self.settings.total
         rate = self.settings.rate
         written = 0

@@ -7,7 +7,8 @@ Listens with a Pull0 socket; every data message is checked against a ``StreamLed
 detector frames cost no decoding). Prints one JSON line per stage on stdout: ``{"event": "listening"}``,
 ``{"event": "first", "time": T}`` when the first data message arrives, and at the end (every rank's
 transport end answered, or the deadline) ``{"event": "done", "complete": ..., "gaps": [...], "pulse_ids": [...],
-"latencies": [...]}`` where a latency is arrival time minus the event's DAQ timestamp. After a rank's
+"latencies": [...], "taken": [...]}`` where a latency is arrival time minus the event's DAQ
+timestamp (``taken``, in the same order), and ``ready_time`` when every rank had connected. After a rank's
 end marker, the transport's own end message (anything that is not an envelope) is answered by hanging up
 on that connection, which is how a producer learns its stream was taken in full; the receiver hangs up
 on nobody earlier (a producer that had not yet begun waiting for the hang-up would miss it).
@@ -50,11 +51,14 @@ def wanted_fields(payload: memoryview, fmt: PayloadFormat) -> dict[str, np.ndarr
 
 def main(url: str, nranks: int, deadline_s: float) -> dict[str, Any]:
     sock = pynng.Pull0(recv_timeout=200, recv_max_size=0)
+    connected: list[float] = []
+    sock.add_post_pipe_connect_cb(lambda _pipe: connected.append(time.time()))
     sock.listen(url)
     print(json.dumps({"event": "listening"}), flush=True)
     ledger = StreamLedger()
     pulse_ids: list[int] = []
     latencies: list[float] = []
+    taken: list[float] = []
     first: float | None = None
     hung_up = 0
     deadline = time.monotonic() + deadline_s
@@ -80,11 +84,13 @@ def main(url: str, nranks: int, deadline_s: float) -> dict[str, Any]:
         ids = fields.get("pulse_id", np.array([], dtype=np.int64))
         pulse_ids.extend(int(p) for p in ids)
         if "timestamp" in fields:
+            taken.extend(float(t) for t in fields["timestamp"])
             latencies.extend(float(arrived - t) for t in fields["timestamp"])
     sock.close()
     return {"event": "done", "complete": ledger.complete(), "gaps": ledger.describe_gaps(),
             "messages": ledger.messages, "pulse_ids": sorted(pulse_ids), "latencies": latencies,
-            "first_time": first}
+            "taken": taken, "first_time": first,
+            "ready_time": connected[nranks - 1] if len(connected) >= nranks else None}
 
 
 if __name__ == "__main__":
