@@ -24,6 +24,8 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +87,13 @@ def _run_open_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+def _run_ref_args(p: argparse.ArgumentParser, json_output: bool = True) -> None:
+    p.add_argument("experiment", help="experiment name, e.g. mfxp1001121")
+    p.add_argument("run", help="run number")
+    if json_output:
+        p.add_argument("--json", action="store_true", help="print the record as JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog=PROG, description="ELog/ARP stand-in: run records, a DAQ taking runs, Kafka run events.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -102,14 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     _records_args(p)
 
     p = sub.add_parser("show", help="show one run and its annotations")
-    p.add_argument("experiment")
-    p.add_argument("run")
-    p.add_argument("--json", action="store_true", help="print the record as JSON")
+    _run_ref_args(p)
     _records_args(p)
 
     p = sub.add_parser("annotate", help="annotate a run (you are the author)")
-    p.add_argument("experiment")
-    p.add_argument("run")
+    _run_ref_args(p, json_output=False)
     p.add_argument("--text", required=True, help="the note")
     p.add_argument("--json", dest="body", default=None, metavar="FILE",
                    help="a JSON object to attach, e.g. a transfer summary ('-': standard input)")
@@ -139,9 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     _kafka_args(p)
 
     p = sub.add_parser("stop", help="close a run by hand and publish run_stop")
-    p.add_argument("experiment")
-    p.add_argument("run")
-    p.add_argument("--json", action="store_true", help="print the record as JSON")
+    _run_ref_args(p)
     _records_args(p)
     _kafka_args(p)
     return parser
@@ -211,6 +215,22 @@ def _publisher(args: argparse.Namespace) -> RunEventPublisher | None:
     if not 0 < args.kafka_timeout <= 3600:
         raise UsageError(f"--kafka-timeout must be more than 0 and at most 3600 s, got {args.kafka_timeout:g}")
     return RunEventPublisher(args.bootstrap, args.topic, args.format, args.kafka_timeout)
+
+
+@contextmanager
+def _records_and_events(args: argparse.Namespace) -> Iterator[tuple[RunRecords, RunEventPublisher | None]]:
+    """Where the run records and run events go; the broker is reached first, so an unreachable one
+    opens nothing. Both are closed at the end."""
+    publisher = _publisher(args)
+    try:
+        records = _records(args)
+        try:
+            yield records, publisher
+        finally:
+            records.close()
+    finally:
+        if publisher is not None:
+            publisher.close()
 
 
 def _print(args: argparse.Namespace, model: BaseModel, text: str) -> None:
@@ -346,19 +366,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(_field_message(exc, {**options, "detectors": "--detector"})) from None
     request = _open_request(args)
     stop = _stop_on_signals()
-    publisher = _publisher(args)
-    records = _records(args)
-    try:
+    with _records_and_events(args) as (records, publisher):
         daq: list[Daq] = []
         record = begin_run(records, publisher, request,
                            prepare=lambda rec: daq.append(Daq(rec, settings, stop, args.progress)))
         files, count, elapsed = daq[0].take_data()
         closed = end_run(records, publisher, record, files, count)
         result = daq[0].result(closed, elapsed)
-    finally:
-        records.close()
-        if publisher is not None:
-            publisher.close()
     _print(args, result, result.to_text())
     return 0
 
@@ -367,14 +381,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     from elog.daq import begin_run
 
     request = _open_request(args)
-    publisher = _publisher(args)
-    records = _records(args)
-    try:
+    with _records_and_events(args) as (records, publisher):
         record = begin_run(records, publisher, request)
-    finally:
-        records.close()
-        if publisher is not None:
-            publisher.close()
     _print(args, record, f"{record.run}\nrun {record.key} open, run_dir {record.run_dir}")
     return 0
 
@@ -383,18 +391,12 @@ def cmd_stop(args: argparse.Namespace) -> int:
     from elog.daq import close_run_dir, end_run
 
     run = _run_number(args.run)
-    publisher = _publisher(args)
-    records = _records(args)
-    try:
+    with _records_and_events(args) as (records, publisher):
         record = records.get(args.experiment, run)
         if record.state == RunState.CLOSED:
             raise ElogError(409, f"run {record.key} is closed already")
         files, count = close_run_dir(Path(record.run_dir)) if record.run_dir else ([], 0)
         closed = end_run(records, publisher, record, files, count)
-    finally:
-        records.close()
-        if publisher is not None:
-            publisher.close()
     _print(args, closed, closed.summary())
     return 0
 

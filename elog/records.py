@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from elog.events import NAME_PATTERN, RunEvent, RunEventKind
 
 INSTRUMENT_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
 MAX_RUN = 10**9
+UtcTime = Annotated[AwareDatetime, AfterValidator(lambda value: value.astimezone(UTC))]
 
 
 def utc_now() -> datetime:
@@ -42,7 +43,7 @@ class AnnotationIn(BaseModel):
 
 class Annotation(AnnotationIn):
     id: int = Field(ge=1, description="the annotation's number, unique in the service")
-    time: AwareDatetime
+    time: UtcTime
     author: str = Field(description="the identity that wrote it (its certificate name)")
 
 
@@ -85,8 +86,8 @@ class RunRecord(BaseModel):
     experiment: str
     run: int
     state: RunState
-    start_time: AwareDatetime
-    stop_time: AwareDatetime | None = None
+    start_time: UtcTime
+    stop_time: UtcTime | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     detectors: list[str] = Field(default_factory=list)
     run_dir: str | None = None
@@ -94,11 +95,6 @@ class RunRecord(BaseModel):
     event_count: int | None = None
     opened_by: str = Field(description="the identity that opened the run")
     annotations: list[Annotation] = Field(default_factory=list)
-
-    @field_validator("start_time", "stop_time")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return value.astimezone(UTC) if value is not None else None
 
     @property
     def key(self) -> str:

@@ -13,11 +13,9 @@ service reads everything back.
 from __future__ import annotations
 
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
+from certified.sqlite_store import SQLiteStore
 from elog.records import Annotation, AnnotationIn, RunClose, RunOpen, RunRecord, RunState, utc_now
 from streamer.run_dir import run_dir_for
 
@@ -49,32 +47,11 @@ class RunConflict(ValueError):
     """The change does not fit the run's state (it exists already, or is closed with other figures)."""
 
 
-class RunStore:
+class RunStore(SQLiteStore):
     """Thread-safe access to the runs and annotations of one SQLite file."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.RLock()
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        super().__init__(path, _SCHEMA)
 
     def _annotations(self, experiment: str, run: int) -> list[Annotation]:
         rows = self._db.execute("SELECT id, annotation FROM annotations WHERE experiment = ? AND run = ? "

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from certified.sqlite_store import SQLiteStore
 from lclstream_api.models import TransferRecord
 from lclstream_api.states import TERMINAL, TransferState
 
@@ -41,20 +40,11 @@ class PoolExhausted(Exception):
     """No free ports are left in the configured pool."""
 
 
-class TransferStore:
+class TransferStore(SQLiteStore):
     """Thread-safe access to the transfer table and the port allocations."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.RLock()
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        super().__init__(path, _SCHEMA)
 
     def insert(self, record: TransferRecord) -> None:
         with self._lock:

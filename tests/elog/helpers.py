@@ -14,33 +14,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
 from elog.client import ElogClient
 from tests.fixtures.pki import Pki
+from tests.psik.helpers import wait_for
 
 VENV_BIN = Path(sys.executable).parent
 ELOG = str(VENV_BIN / "lclstream-elog")
 ALIAS = "elog"
 WRITER = "daq"
-T = TypeVar("T")
-
-
-def wait_for(probe: Callable[[], T], timeout: float = 60.0, interval: float = 0.1, what: str = "condition") -> T:
-    """Poll ``probe`` until it returns something truthy; bounded by ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import signal
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -23,25 +22,9 @@ from streamer.run_dir import read_manifest
 from streamer.sources.synthetic_detectors import SyntheticAreaDetector, SyntheticAreaDetectorConfig
 from tests.elog.helpers import ElogService, cli_env, elog, interrupt, kill, start_daq, wait_for
 from tests.fixtures.net import free_port
-from tests.fixtures.pki import Pki, make_pki
 from tests.fixtures.terminal import Terminal
 
 BITSHUFFLE_FILTER = "32008"
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("daq-pki"), server="elog", users=("alice", "daq"))
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[ElogService]:
-    svc = ElogService(tmp_path_factory.mktemp("daq-elog"), pki)
-    svc.start()
-    try:
-        yield svc
-    finally:
-        svc.stop()
 
 
 def consume(bootstrap: str, topic: str, expected: int, settle_s: float = 3.0) -> list[tuple[bytes, bytes, int]]:

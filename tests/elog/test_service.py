@@ -4,7 +4,6 @@ certificates (alice and bob are readers, daq is the writer, mallory's CA was nev
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,22 +14,7 @@ from certified.http import client as tls_client
 from elog.client import ElogError
 from elog.records import RunClose, RunOpen, RunState
 from tests.elog.helpers import ElogService
-from tests.fixtures.pki import Pki, make_pki
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("elog-pki"), server="elog", users=("alice", "bob", "daq"))
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[ElogService]:
-    svc = ElogService(tmp_path_factory.mktemp("elog-service"), pki)
-    svc.start()
-    try:
-        yield svc
-    finally:
-        svc.stop()
+from tests.fixtures.pki import Pki
 
 
 def open_run(service: ElogService, experiment: str, **fields: object) -> int:

@@ -69,6 +69,16 @@ def lclstreamer(config: Path, ranks: int | None, **popen: Any) -> subprocess.Pop
                             stdin=subprocess.DEVNULL, start_new_session=True, **popen)
 
 
+def stream(config: Path, ranks: int | None, timeout: float = 180) -> tuple[int, str, str]:
+    """Run the streamer to its end: (exit status, stdout, stderr)."""
+    streamer = lclstreamer(config, ranks)
+    try:
+        out, err = finish(streamer, timeout)
+    finally:
+        kill(streamer)
+    return streamer.returncode, out, err
+
+
 def expected_frame(index: int) -> np.ndarray:
     config = SyntheticAreaDetectorConfig(type="SyntheticAreaDetector", detector="epix10k2M", shape=SHAPE)
     return SyntheticAreaDetector("epix10k2M", config, RunContext("x"), seed=SEED).extract(index)
@@ -149,12 +159,8 @@ def test_a_closed_run_is_read_like_a_recorded_run(tmp_path: Path) -> None:
     assert [int(e["pulse_id"]) for e in events] == list(range(23))
     for index in (0, 9, 10, 22):  # across file boundaries: the DAQ's pixels are the synthetic detector's
         np.testing.assert_array_equal(events[index]["epix"], expected_frame(index))
-    streamer = lclstreamer(config, ranks=2)
-    try:
-        _out, err = finish(streamer, timeout=180)
-    finally:
-        kill(streamer)
-    assert streamer.returncode == 0, err
+    code, _out, err = stream(config, 2, timeout=180)
+    assert code == 0, err
     blocks: dict[int, list[int]] = {}
     for path in out.glob("*.h5"):
         with h5py.File(path, "r") as f:
@@ -169,12 +175,8 @@ def test_the_shipped_example_streams_a_run(tmp_path: Path) -> None:
     example["event_source"]["run_dir"] = str(run_dir)
     example["data_sources"]["jungfrau"]["dataset"] = "/data/epix10k2M"  # the small run has an epix detector
     example["data_handlers"] = [{"type": "BinaryFileWritingDataHandler", "write_directory": str(tmp_path / "o")}]
-    streamer = lclstreamer(write(tmp_path, example), ranks=None)
-    try:
-        out, err = finish(streamer, timeout=180)
-    finally:
-        kill(streamer)
-    assert streamer.returncode == 0, err
+    code, out, err = stream(write(tmp_path, example), None, timeout=180)
+    assert code == 0, err
     assert "6 events" in out
 
 
@@ -188,27 +190,19 @@ def test_an_idle_open_run_fails_clearly_instead_of_hanging(tmp_path: Path, ranks
                          idle_timeout=2)
     config["data_sources"] = {"pulse_id": {"type": "HDF5Dataset", "dataset": "/LCLS/pulse_id"}}
     config["data_serializer"]["fields"] = {"pulse_id": "/LCLS/pulse_id"}
-    streamer = lclstreamer(write(tmp_path, config), ranks=ranks)
-    try:
-        _out, err = finish(streamer, timeout=180)
-    finally:
-        kill(streamer)
-    assert streamer.returncode != 0
+    code, _out, err = stream(write(tmp_path, config), ranks, timeout=180)
+    assert code != 0
     assert f"run {EXPERIMENT}/4 in {run_dir} is still open but no new event came for" in err
     assert "idle_timeout 2 s" in err
     if ranks is None:
-        assert streamer.returncode == 1 and "Traceback" not in err
+        assert code == 1 and "Traceback" not in err
 
 
 def test_a_missing_run_directory_is_one_clear_error(tmp_path: Path) -> None:
     missing = tmp_path / "runs" / EXPERIMENT / "r0099"
     config = live_config(missing, {"type": "BinaryFileWritingDataHandler", "write_directory": str(tmp_path)})
-    streamer = lclstreamer(write(tmp_path, config), ranks=None)
-    try:
-        _out, err = finish(streamer, timeout=120)
-    finally:
-        kill(streamer)
-    assert streamer.returncode == 2
+    code, _out, err = stream(write(tmp_path, config), None, timeout=120)
+    assert code == 2
     assert err.strip() == f"lclstreamer: error: run directory {missing} does not exist"
 
 
@@ -216,11 +210,7 @@ def test_a_dataset_the_run_does_not_have_is_named(tmp_path: Path) -> None:
     run_dir = recorded_run(tmp_path, run=5, events=2, per_file=10)
     config = live_config(run_dir, {"type": "BinaryFileWritingDataHandler", "write_directory": str(tmp_path)})
     config["data_sources"]["epix"]["dataset"] = "/data/jungfrau4M"
-    streamer = lclstreamer(write(tmp_path, config), ranks=None)
-    try:
-        _out, err = finish(streamer, timeout=120)
-    finally:
-        kill(streamer)
-    assert streamer.returncode == 2
+    code, _out, err = stream(write(tmp_path, config), None, timeout=120)
+    assert code == 2
     assert "data source 'epix': dataset '/data/jungfrau4M' is not in run mfxlive01/5" in err
     assert "Traceback" not in err
