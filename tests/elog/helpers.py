@@ -117,19 +117,26 @@ class ElogService:
         self.url = wait_for(listening, timeout, what="lclstream-elog serve to listen")
         self.pki.add_service_alias(ALIAS, self.url)
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+    def stop(self) -> int | None:
+        """SIGTERM, as a service manager stops it; its exit status (None if it was not running)."""
+        code = None
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                    self.proc.wait(timeout=10)
+            code = self.proc.returncode
         self.proc = None
+        return code
 
-    def restart(self) -> None:
-        self.stop()
+    def restart(self) -> int | None:
+        """Stop and start again; the exit status of the stopped process."""
+        code = self.stop()
         self.start()
+        return code
 
     def client(self, user: str) -> ElogClient:
         return ElogClient(ALIAS, self.pki.user_dir(user))

@@ -89,6 +89,15 @@ def test_each_run_publishes_one_run_start_and_one_run_stop(kafka_bootstrap: str,
         assert [r.run for r in records.runs(experiment=experiment, state="closed")] == [2, 1]
 
 
+def test_only_a_writer_identity_takes_runs(service: ElogService, tmp_path: Path) -> None:
+    done = elog(["run", *small_run(tmp_path / "runs", "mfxnotwriter01", "--events", "5"), "--elog", "elog",
+                 "--no-kafka"], env=cli_env({"CERTIFIED_CONFIG": str(service.pki.user_dir("alice"))}))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "lclstream-elog: ELog error 403: alice may not open or close runs: only the service's writers may")
+    assert not (tmp_path / "runs").exists()
+
+
 def read_run(files: list[str]) -> tuple[list[int], dict[int, np.ndarray], list[str]]:
     pulse_ids: list[int] = []
     frames: dict[int, np.ndarray] = {}

@@ -136,7 +136,7 @@ def test_a_restarted_service_keeps_its_runs(service: ElogService) -> None:
     with service.client("bob") as elog:
         elog.annotate("mfxrestart01", run, "before the restart", body={"n": 1})
         before = elog.get("mfxrestart01", run)
-    service.restart()
+    assert service.restart() == 0, "SIGTERM stops the service cleanly"
     with service.client("bob") as elog:
         assert elog.get("mfxrestart01", run) == before
     with service.client("daq") as elog:
