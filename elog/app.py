@@ -2,9 +2,11 @@
 
 Every caller is a certificate identity. Anyone the service's CA introduced may read runs and annotate
 them (the author is the caller's name, never a field of the body); only the config's ``writers`` (the
-DAQ's identity) may open and close runs, others get 403 and a log line saying who and why. Unknown runs
+DAQ's identity, introduced by the service's own CA) may open and close runs, others get 403 and a log line saying who and why. Unknown runs
 are 404, bad bodies and paths 422 with field paths, a change that does not fit the run's state 409.
-The OpenAPI document is at ``/openapi.json`` (and ``/docs``).
+Error answers have ``certified.api_errors``' shape (field paths, never the input echoed back); oversized
+and non-finite bodies are refused by ``certified.serve`` before the app sees them. The OpenAPI document is
+at ``/openapi.json`` (and ``/docs``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 
+from certified.api_errors import error_response, install_error_handlers
 from certified.fastapi import Caller, caller
 from elog.events import NAME_PATTERN
 from elog.records import MAX_RUN, Annotation, AnnotationIn, RunClose, RunList, RunOpen, RunRecord, RunState
@@ -32,9 +35,10 @@ def create_app(store: RunStore, writers: list[str]) -> FastAPI:
     app = FastAPI(title="LCLStream ELog", version="1",
                   description="Run records of the facility: runs opened and closed by the DAQ, annotations "
                               "by people and workflows. Mutual TLS; writers open and close runs.")
+    install_error_handlers(app)
 
     def writer(who: Who, request: Request) -> Caller:
-        if who.name not in allowed:
+        if not who.is_admin(allowed):  # a listed name, signed by the service's own CA (as admins are)
             log.warning("refused %s %s from %s: not one of the writers (%s)", request.method, request.url.path,
                         who.name, ", ".join(sorted(allowed)) or "none configured")
             raise HTTPException(status_code=403, detail=f"{who.name} may not open or close runs: only the "
@@ -45,11 +49,11 @@ def create_app(store: RunStore, writers: list[str]) -> FastAPI:
 
     @app.exception_handler(RunNotFound)
     async def _not_found(_request: Request, exc: RunNotFound) -> JSONResponse:
-        return JSONResponse(status_code=404, content={"detail": str(exc)})
+        return error_response(404, str(exc))
 
     @app.exception_handler(RunConflict)
     async def _conflict(_request: Request, exc: RunConflict) -> JSONResponse:
-        return JSONResponse(status_code=409, content={"detail": str(exc)})
+        return error_response(409, str(exc))
 
     @app.get("/runs", response_model=RunList, summary="Runs, newest first")
     def list_runs(_who: Who, experiment: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,

@@ -33,6 +33,8 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from certified.cli_util import Parser, read_input
+from certified.config import config_dir
+from certified.config_paths import absolute, describe_paths
 from certified.errors import CertifiedError
 from elog.client import ElogClient, ElogError, LocalElog, RunRecords
 from elog.events import WIRE_FORMATS
@@ -278,16 +280,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from elog.app import create_app
     from elog.store import RunStore
 
-    log.info("lclstream-elog: database %s, identity %s, writers %s, config %s", settings.database,
-             settings.certified_config or "$CERTIFIED_CONFIG", ", ".join(settings.writers) or "none",
-             args.config.absolute())
+    identity = absolute(config_dir(settings.certified_config))  # the config's, $CERTIFIED_CONFIG or default
+    log.info("lclstream-elog: config %s; paths %s certified_config=%s; writers %s; request bodies up to %d bytes",
+             absolute(args.config), describe_paths(settings), identity, ", ".join(settings.writers) or "none",
+             settings.max_body_bytes)
     try:
         store = RunStore(settings.database)
     except Exception as exc:  # sqlite3.Error, OSError: an unusable database file
         raise UsageError(f"database {settings.database}: {exc}") from None
     try:
-        serve(create_app(store, settings.writers), settings.listen, settings.certified_config,
-              log_level=args.log_level)
+        serve(create_app(store, settings.writers), settings.listen, identity, log_level=args.log_level,
+              max_body=settings.max_body_bytes)
     except CertifiedError as exc:
         raise UsageError(str(exc)) from None
     finally:

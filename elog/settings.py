@@ -4,9 +4,11 @@
     database: elog.sqlite               # the run records
     certified_config: certified/elog    # the service's identity (its CA introduces the callers)
     writers: [daq]                      # identities that may open and close runs
+    max_body_bytes: 1048576             # larger request bodies get 413
 
-Relative paths are resolved against the folder of the config file (as compose files and systemd units
-expect), ``~`` is expanded, and ``lclstream-elog serve`` logs the resolved paths when it starts.
+Paths are ``certified.config_paths.ConfigPath``: relative ones are resolved against the folder of the
+config file (as compose files and systemd units expect), ``~`` is expanded, and ``lclstream-elog serve``
+logs the resolved paths when it starts.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from certified.config_paths import ConfigPath, file_context
+from certified.request_guard import DEFAULT_MAX_BODY
+
 
 class SettingsError(ValueError):
     """The config file is missing or invalid; the message names the file and each bad field."""
@@ -26,10 +31,12 @@ class ElogSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     listen: str = Field("https://127.0.0.1:8446", description="https://HOST:PORT the API is served on")
-    database: Path = Field(description="SQLite file of the run records")
-    certified_config: Path | None = Field(None, description="certified identity directory of the service")
+    database: ConfigPath = Field(description="SQLite file of the run records")
+    certified_config: ConfigPath | None = Field(None, description="certified identity directory of the service")
     writers: list[str] = Field(default_factory=list,
                                description="identities (certificate names) allowed to open and close runs")
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY, ge=1024, le=1 << 30,
+                                description="the service answers 413 to larger request bodies")
 
     @field_validator("listen")
     @classmethod
@@ -42,20 +49,9 @@ class ElogSettings(BaseModel):
             raise ValueError(str(exc)) from None
         return value
 
-    def resolved(self, base: Path) -> ElogSettings:
-        """The same settings with every path absolute: ``~`` expanded, relative ones under ``base``."""
-        def absolute(path: Path | None) -> Path | None:
-            if path is None:
-                return None
-            path = path.expanduser()
-            return path if path.is_absolute() else (base / path).absolute()
-
-        return self.model_copy(update={"database": absolute(self.database),
-                                       "certified_config": absolute(self.certified_config)})
-
 
 def load_settings(path: str | Path, overrides: dict[str, Any] | None = None) -> ElogSettings:
-    """Read, validate and resolve a config file; ``overrides`` (e.g. ``--listen``) replace its keys."""
+    """Read and validate a config file (its paths resolved); ``overrides`` (e.g. ``--listen``) replace its keys."""
     path = Path(path)
     try:
         data: Any = yaml.safe_load(path.read_text())
@@ -69,7 +65,7 @@ def load_settings(path: str | Path, overrides: dict[str, Any] | None = None) -> 
         raise SettingsError(f"config file {path} must be a mapping of settings")
     data.update(overrides or {})
     try:
-        settings = ElogSettings.model_validate(data)
+        return ElogSettings.model_validate(data, context=file_context(path))
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -79,4 +75,3 @@ def load_settings(path: str | Path, overrides: dict[str, Any] | None = None) -> 
             message = message.removeprefix("Value error, ")
             problems.append(f"{where}: {message}")
         raise SettingsError(f"config file {path}: " + "; ".join(problems)) from None
-    return settings.resolved(path.parent.absolute())

@@ -5,7 +5,8 @@
     lclstream pull URL --out DIR          exit 0 only if every producer's sequence is complete
     lclstream get cfg.yaml --out DIR      request + pull (+ cancel on Ctrl-C)
 
-Exit codes: 0 success, 1 incomplete stream or service error, 2 bad input, 130 interrupted.
+Exit codes: 0 success, 1 incomplete stream or service error, 2 bad input, 3 conflict (an
+--idempotency-key already used with another request, a transfer that already ended), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from pydantic import ValidationError
 from buffer.config import check_nng_url
 from lclstream_api.client import TransferAPIError, TransferClient, load_request_config
 from lclstream_api.models import TransferOptions, TransferView
+from lclstream_api.progress import human_bytes
 from lclstream_api.receive import Receiver, pull
 from lclstream_api.transport import DataTLS
 from streamer.cli import int_at_least
 
-EXIT_INCOMPLETE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_INCOMPLETE, EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
 class UsageError(Exception):
@@ -53,7 +55,8 @@ def _option_args(p: argparse.ArgumentParser) -> None:
                    help="seconds the service waits for the first producer / consumer")
     p.add_argument("--total-timeout", type=float, default=None, help="seconds after which the transfer fails")
     p.add_argument("--tls", action="store_true", help="encrypt the data stream (tls+tcp)")
-    p.add_argument("--idempotency-key", default=None, help="asking twice with the same key starts one transfer")
+    p.add_argument("--idempotency-key", default=None,
+                   help="the same key and request again return the same transfer; another request exits 3")
 
 
 def _receive_args(p: argparse.ArgumentParser) -> None:
@@ -136,8 +139,10 @@ def _print_view(view: TransferView) -> None:
 
 def _report(receiver: Receiver, shared: bool) -> int:
     summary = receiver.summary()
-    print(f"received {summary['messages']} messages, {summary['events']} events, {summary['bytes']} bytes "
-          f"from {receiver.url}", file=sys.stderr)
+    markers = len(receiver.ledger.expected)  # the producer ranks whose end-of-rank marker arrived
+    print(f"received {summary['messages']} data messages and {markers} end-of-rank marker{'s' * (markers != 1)} "
+          f"(a buffer counts both: {summary['messages'] + markers} messages), {summary['events']} events, "
+          f"{human_bytes(summary['bytes'])} from {receiver.url}", file=sys.stderr)
     if receiver.complete():
         print("complete: every producer's sequence received", file=sys.stderr)
         return 0
@@ -203,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except TransferAPIError as exc:
         print(f"lclstream: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT if exc.status in (400, 422) else 1
+        if exc.status == 409:
+            return EXIT_CONFLICT
+        return EXIT_BAD_INPUT if exc.status in (400, 413, 422) else 1
     except KeyboardInterrupt:
         print("lclstream: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

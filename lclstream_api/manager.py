@@ -18,28 +18,36 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
-from pydantic import ValidationError
 
 from buffer.config import CB_SECRET_ENV
 from buffer.status import BufferStatus
-from lclstream_api.jobs import JobSnapshot, buffer_script, job_spec, producer_script
+from certified.api_errors import quoted
+from lclstream_api.callbacks import BUFFER, JOB, CallbackRefused, check_buffer_status, check_callback
+from lclstream_api.describe import delivered_reason
+from lclstream_api.idempotency import request_hash, reuse_message, same_request
+from lclstream_api.jobs import JobSnapshot, buffer_script, job_minutes, job_spec, producer_script
 from lclstream_api.models import JobInfo, TransferOptions, TransferRecord, TransferRequest, config_hash
 from lclstream_api.ports import PortPool
 from lclstream_api.settings import ServiceConfig
 from lclstream_api.states import TransferState, can_transition, transition
 from lclstream_api.store import DuplicateKey, PoolExhausted, TransferStore
-from psik.models import JobSpec
+from psik.manager import Unreachable
+from psik.models import JobSpec, ResourceLimits
+from psik.safefs import read_text
 from streamer.config import StreamerConfig, load_config
 
 log = logging.getLogger("lclstream_api")
 
-BUFFER, PRODUCER, JOB = "buffer", "producer", "job"
+PRODUCER = "producer"  # the third job name beside callbacks.BUFFER and callbacks.JOB (callback kinds)
 _JOB_DONE = {"completed", "failed", "canceled"}
 JOB_LINGER = 30.0  # seconds a job may keep running after its transfer ended before it is canceled
 REQUESTED_GRACE = 120.0  # seconds a transfer may stay "requested" (create() submits its jobs well within)
 
 
 class JobLauncher(Protocol):
+    def check_owner(self, owner: str) -> None: ...
+    def limits(self, backend: str) -> ResourceLimits: ...
+    def give_folder(self, folder: Path, owner: str) -> None: ...
     def check_backend(self, name: str, owner: str) -> None: ...
     def submit(self, spec: JobSpec, owner: str) -> str: ...
     def cancel(self, jobid: str) -> None: ...
@@ -58,13 +66,15 @@ class Rejected(Exception):
 
 class NotFound(Rejected):
     def __init__(self, transfer_id: str) -> None:
-        super().__init__(404, f"no transfer {transfer_id!r}")
+        super().__init__(404, f"no transfer {quoted(transfer_id)}")
 
 
 class TransferManager:
     def __init__(self, settings: ServiceConfig, launcher: JobLauncher, store: TransferStore | None = None) -> None:
         self.settings = settings
         self.launcher = launcher
+        if store is None:
+            settings.prepare_state_dir()  # before the database exists: it must be the service's alone
         self.store = store or TransferStore(settings.db_path)
         self.pool = PortPool(settings.port_pool, self.store, settings.bind_host)
         self._lock = threading.RLock()
@@ -73,17 +83,15 @@ class TransferManager:
         self._thread: threading.Thread | None = None
 
     # ---- visibility ------------------------------------------------------------------------------
-    def is_admin(self, caller: str) -> bool:
-        return caller in self.settings.admins
-
-    def get(self, transfer_id: str, caller: str) -> TransferRecord:
+    # ``admin`` comes from the caller's trust entry (certified's Caller.is_admin), never from a name alone
+    def get(self, transfer_id: str, caller: str, admin: bool = False) -> TransferRecord:
         record = self.store.get(transfer_id)
-        if record is None or (record.owner != caller and not self.is_admin(caller)):
+        if record is None or (record.owner != caller and not admin):
             raise NotFound(transfer_id)  # others' transfers do not exist as far as the caller can tell
         return record
 
-    def list(self, caller: str, state: TransferState | None = None) -> list[TransferRecord]:
-        return self.store.list(None if self.is_admin(caller) else caller, state)
+    def list(self, caller: str, state: TransferState | None = None, admin: bool = False) -> list[TransferRecord]:
+        return self.store.list(None if admin else caller, state)
 
     def secret(self, transfer_id: str) -> str | None:
         record = self.store.get(transfer_id)
@@ -92,14 +100,17 @@ class TransferManager:
     # ---- creation --------------------------------------------------------------------------------
     def create(self, caller: str, request: TransferRequest,
                idempotency_key: str | None = None) -> tuple[TransferRecord, bool]:
-        """Start a transfer; returns (record, True), or (existing record, False) for a known key."""
+        """Start a transfer; returns (record, True), or (existing record, False) for a known key.
+
+        A known key with another request body is refused with 409 (see ``lclstream_api.idempotency``).
+        """
         opts = request.options
-        self._check_options(opts, caller)
         with self._lock:
             if idempotency_key is not None:
-                existing = self.store.by_idempotency_key(caller, idempotency_key)
-                if existing is not None:
-                    return existing, False
+                found = self.store.by_idempotency_key(caller, idempotency_key)
+                if found is not None:
+                    return self._repeated(idempotency_key, request, *found), False
+            self._check_options(opts, caller)
             running = self.store.active(caller)
             limit = self.settings.limits.concurrent_per_user
             if len(running) >= limit:
@@ -107,21 +118,37 @@ class TransferManager:
                                     f"(limit {limit}); cancel one or wait for one to finish")
             record = self._new_record(caller, request, idempotency_key)
             try:
-                self.store.insert(record)
+                self.store.insert(record, request_hash(request))
             except DuplicateKey as dup:
                 self.pool.release(record.id)
-                return dup.existing, False
+                return self._repeated(idempotency_key or "", request, dup.existing, dup.request_hash), False
             log.info("transfer %s requested by %s (%d ranks on %s)", record.id, caller, opts.ranks, opts.backend)
             self._start(record)  # under the lock: the reconciler must not save a copy without the jobs
         return self.store.get(record.id) or record, True
 
+    @staticmethod
+    def _repeated(key: str, request: TransferRequest, existing: TransferRecord, stored_hash: str | None) -> TransferRecord:
+        if not same_request(existing, stored_hash, request):
+            log.warning("transfer request by %s refused: Idempotency-Key %s reused with another body (transfer %s)",
+                        existing.owner, quoted(key), existing.id)
+            raise Rejected(409, reuse_message(key, existing))
+        return existing
+
     def _check_options(self, opts: TransferOptions, caller: str) -> None:
+        try:
+            self.launcher.check_owner(caller)  # its jobs run as the caller's OS account
+        except PermissionError as exc:
+            log.warning("transfer refused for %s: %s", caller, exc)
+            raise Rejected(403, str(exc)) from exc
+        except Unreachable as exc:
+            log.error("transfer refused for %s: %s", caller, exc)
+            raise Rejected(503, f"this service is misconfigured: {exc}") from exc
         if opts.ranks > self.settings.limits.max_ranks:
             raise Rejected(422, f"{opts.ranks} is more than this service allows ({self.settings.limits.max_ranks})",
                            "options.ranks")
         allowed = self.settings.allowed_backends or sorted(self.settings.backends)
         if opts.backend not in allowed:
-            raise Rejected(422, f"{opts.backend!r} is not offered; choose one of {allowed}", "options.backend")
+            raise Rejected(422, f"{quoted(opts.backend)} is not offered; choose one of {allowed}", "options.backend")
         try:
             self.launcher.check_backend(opts.backend, caller)
         except PermissionError as exc:
@@ -130,6 +157,25 @@ class TransferManager:
             raise Rejected(422, str(exc), "options.backend") from exc
         if opts.tls and self.settings.data_tls is None:
             raise Rejected(422, "this service has no data_tls identity configured", "options.tls")
+        self._check_limits(opts)
+
+    def _check_limits(self, opts: TransferOptions) -> None:
+        """The producer job (ranks processes) and the buffer job (one) must fit their backends' limits."""
+        for backend, processes in ((opts.backend, opts.ranks), (self.settings.buffer_backend, 1)):
+            limits = self.launcher.limits(backend)
+            if limits.process_count is not None and processes > limits.process_count:
+                raise Rejected(422, f"{opts.ranks} ranks are more than backend {backend!r} runs in one job "
+                                    f"({limits.process_count} processes)", "options.ranks")
+            if limits.duration is not None and opts.total_timeout is not None \
+                    and job_minutes(opts.total_timeout, limits.duration) > limits.duration:
+                most = max(limits.duration - 1, 0) * 60
+                raise Rejected(422, f"{opts.total_timeout:.10g} s is longer than backend {backend!r} runs a job "
+                                    f"(at most {most:.10g} s for a transfer)", "options.total_timeout")
+
+    def _job_minutes(self, opts: TransferOptions) -> float:
+        longest = min(self.launcher.limits(b).duration or float("inf")
+                      for b in (opts.backend, self.settings.buffer_backend))
+        return job_minutes(opts.total_timeout, longest)
 
     def _new_record(self, caller: str, request: TransferRequest, key: str | None) -> TransferRecord:
         transfer_id = uuid.uuid4().hex[:12]
@@ -169,11 +215,12 @@ class TransferManager:
             config_file.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
             scheme = "tls+tcp" if opts.tls else "tcp"
             bind = cfg.bind_host
-            duration = (opts.total_timeout or 24 * 3600) / 60 + 1
+            duration = self._job_minutes(opts)
             bscript = buffer_script(cfg, f"{scheme}://{bind}:{record.ports[0]}",
                                     f"{scheme}://{bind}:{record.ports[1]}", folder / "buffer-status.json",
                                     opts.max_bytes, opts.idle_timeout, opts.tls, opts.ranks)
             pscript = producer_script(cfg, config_file, opts.ranks)
+            self.launcher.give_folder(folder, record.owner)  # its jobs run as the owner: theirs, mode 0700
             callback = cfg.callback_url(JOB, record.id)
             # the buffer posts its own status to the "buffer" route; the secret stays out of the script
             # and out of the process list (nng-stream reads it from its environment)
@@ -234,17 +281,31 @@ class TransferManager:
             except Exception as exc:
                 log.warning("transfer %s: cancelling %s job %s failed: %s", record.id, name, job.jobid, exc)
 
-    def cancel(self, transfer_id: str, caller: str) -> TransferRecord:
+    def cancel(self, transfer_id: str, caller: str, admin: bool = False) -> TransferRecord:
         with self._lock:
-            record = self.get(transfer_id, caller)
+            record = self.get(transfer_id, caller, admin)
             if record.state.terminal:
                 raise Rejected(409, f"transfer {transfer_id} already {record.state.value}; nothing to cancel")
             self._set_state(record, TransferState.CANCELED, f"canceled by {caller}")
             return record
 
     # ---- observations ----------------------------------------------------------------------------
-    def on_callback(self, kind: str, transfer_id: str, body: dict[str, Any]) -> None:
-        """Queue a verified callback for the reconciler thread (the HTTP handler never waits for locks)."""
+    def on_callback(self, kind: str, transfer_id: str, body: Any) -> None:
+        """Decide on a verified callback, then queue it for the reconciler thread.
+
+        A callback that would move the transfer back (``lclstream_api.callbacks``) raises ``Rejected``
+        (409, or 422 for a body that is no status) and changes nothing. The decision reads the stored
+        record without the manager's lock: a job posts its callbacks while the service, holding that
+        lock, submits or cancels it, so waiting for the lock here could stall both.
+        """
+        record = self.store.get(transfer_id)
+        if record is None:
+            raise NotFound(transfer_id)
+        try:
+            check_callback(kind, record, body)
+        except CallbackRefused as exc:
+            log.warning("transfer %s: %s callback refused (%d): %s", transfer_id, kind, exc.status, exc.message)
+            raise Rejected(exc.status, exc.message, exc.field) from None
         self._callbacks.put((kind, transfer_id, body))
 
     def handle_callback(self, kind: str, transfer_id: str, body: dict[str, Any]) -> None:
@@ -254,12 +315,12 @@ class TransferManager:
             if record is None:
                 return
             if kind == BUFFER:
-                try:
-                    status = BufferStatus.model_validate(body)
-                except ValidationError as exc:
-                    log.warning("transfer %s: malformed buffer status skipped: %s", transfer_id, exc)
+                try:  # decided when it arrived; the record may have moved on since
+                    status = check_buffer_status(record, body)
+                except CallbackRefused as exc:
+                    log.info("transfer %s: buffer status skipped: %s", transfer_id, exc.message)
                     return
-                if record.buffer_status is None or status.time >= record.buffer_status.time:
+                if record.buffer_status != status:
                     if record.buffer_status is None or record.buffer_status.state != status.state:
                         log.info("transfer %s: buffer reports %s%s", transfer_id, status.state.value,
                                  f" ({status.reason})" if status.reason else "")
@@ -268,10 +329,10 @@ class TransferManager:
             self.reconcile(record)
 
     def read_buffer_status(self, record: TransferRecord) -> None:
-        path = self.transfer_dir(record.id) / "buffer-status.json"
-        try:
-            status = BufferStatus.model_validate_json(path.read_text())
-        except (FileNotFoundError, ValidationError):
+        try:  # the folder belongs to the owner's account: no links followed, no FIFOs, bounded
+            status = BufferStatus.model_validate_json(read_text(self.transfer_dir(record.id), "buffer-status.json",
+                                                                2**20))
+        except (OSError, ValueError):  # missing, not a plain file of the owner's, or not a status
             return
         if record.buffer_status is None or status.time >= record.buffer_status.time:
             record.buffer_status = status
@@ -328,8 +389,7 @@ class TransferManager:
             return
         buffer_done = bstate == "done" or bjob == "completed"
         if buffer_done and pstate == "completed":
-            self._set_state(record, TransferState.COMPLETED,
-                            f"{status.messages_sent if status else 'all'} messages delivered")
+            self._set_state(record, TransferState.COMPLETED, delivered_reason(status, record.options.ranks))
             return
         if buffer_done and bjob == "completed" and pstate in ("new", "queued"):
             self._fail(record, "buffer finished before the producers started")

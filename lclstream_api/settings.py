@@ -9,18 +9,26 @@ Example (every key but ``state_dir`` has a default)::
     public_host: 203.0.113.10               # consumers pull from tcp://public_host:PORT
     bind_host: 0.0.0.0                      # the buffers listen here
     port_pool: {start: 20000, end: 20999}   # two ports per running transfer
-    admins: [operator]
+    admins: [operator]                      # see every transfer (names the service's own CA signed only)
+    accounts: {alice: alice, alice-lab/anna: anna}   # identity -> OS account its jobs run as
     limits: {concurrent_per_user: 4, max_ranks: 64}
     backends:                               # Psi-k backends; users choose with options.backend
       default: {type: local}
-      s3df: {type: slurm, queue_name: milano, project_name: lcls, mpirun: srun}
+      s3df: {type: slurm, queue_name: milano, project_name: lcls, mpirun: srun,
+             limits: {process_count: 512, duration: 2880}}   # options.ranks / total_timeout above: 422
     buffer_backend: default                 # buffers run on the data transfer node itself
     data_tls: {cert: dtn.crt, key: dtn.key, ca: data-ca.crt}   # p256, for options.tls
+    max_body_bytes: 1048576                 # larger request bodies get 413
+
+Paths (``state_dir``, ``certified_config``, ``jobs_prefix``, the ``data_tls`` files, commands given
+with a folder) are resolved once, at load: relative to this file's folder, ``~`` expanded. Declare any
+new path setting as ``ConfigPath`` and it is resolved the same way.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -29,6 +37,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from certified.config_paths import ConfigCommand, ConfigPath, absolute, file_context
+from certified.request_guard import DEFAULT_MAX_BODY
+from psik.jobdir import PREFIX_MODE
 from psik.models import BackendConfig, PsikConfig, default_backends
 
 
@@ -67,9 +78,9 @@ class DataTLSConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    cert: Path
-    key: Path
-    ca: Path
+    cert: ConfigPath
+    key: ConfigPath
+    ca: ConfigPath
 
 
 class CommandsConfig(BaseModel):
@@ -77,8 +88,8 @@ class CommandsConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    nng_stream: str = Field(default_factory=lambda: _beside_python("nng-stream"))
-    lclstreamer: str = Field(default_factory=lambda: _beside_python("lclstreamer"))
+    nng_stream: ConfigCommand = Field(default_factory=lambda: _beside_python("nng-stream"))
+    lclstreamer: ConfigCommand = Field(default_factory=lambda: _beside_python("lclstreamer"))
 
 
 def _beside_python(name: str) -> str:
@@ -91,15 +102,15 @@ def _beside_python(name: str) -> str:
 class ServiceConfig(BaseModel):
     """Configuration of one LCLStream-API instance."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     listen: str = Field("https://127.0.0.1:8443", description="URL the mutual-TLS API is served on")
     callback_listen: str = Field(
         "http://127.0.0.1:8444",
         description="loopback-only plain-HTTP listener for signed buffer/job callbacks")
-    state_dir: Path = Field(description="SQLite database and per-transfer files live here")
-    certified_config: Path | None = Field(None, description="certified config dir of the service identity")
-    jobs_prefix: Path | None = Field(None, description="Psi-k jobs folder (default: STATE_DIR/jobs)")
+    state_dir: ConfigPath = Field(description="SQLite database and per-transfer files live here")
+    certified_config: ConfigPath | None = Field(None, description="certified config dir of the service identity")
+    jobs_prefix: ConfigPath | None = Field(None, description="Psi-k jobs folder (default: STATE_DIR/jobs)")
     backends: dict[str, BackendConfig] = Field(
         default_factory=default_backends, description="Psi-k backends the jobs may run on")
     buffer_backend: str = Field("default", description="Psi-k backend the buffers run on (a local one)")
@@ -108,11 +119,17 @@ class ServiceConfig(BaseModel):
     port_pool: PortPoolConfig = Field(default_factory=lambda: PortPoolConfig(start=20000, end=20999))
     public_host: str = Field("127.0.0.1", description="host name consumers use to reach the buffers")
     bind_host: str = Field("127.0.0.1", description="address the buffers listen on")
-    admins: list[str] = Field(default_factory=list, description="identities that see every transfer")
+    admins: list[str] = Field(default_factory=list, description="identities that see every transfer "
+                              "(only names the service's own CA signed: the trust entry grants it, never a name)")
+    accounts: dict[str, str] | None = Field(
+        None, description="certificate identity -> OS account the transfer's jobs run as (Psi-k's `accounts`); "
+                          "unset: only the identity named like the service's own account may request transfers")
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     data_tls: DataTLSConfig | None = None
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
     poll_interval: float = Field(1.0, gt=0, le=60, description="seconds between reconciliations")
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY, ge=1024, le=1 << 30,
+                                description="request bodies over this many bytes get 413")
 
     @field_validator("callback_listen")
     @classmethod
@@ -139,8 +156,19 @@ class ServiceConfig(BaseModel):
         return self
 
     def psik_config(self) -> PsikConfig:
-        return PsikConfig(prefix=self.jobs_prefix or self.state_dir / "jobs", backends=self.backends,
-                          admins=self.admins)
+        """Psi-k's config for this service's jobs; its paths are absolute (jobs run in their own folders)."""
+        return PsikConfig(prefix=absolute(self.jobs_prefix or self.state_dir / "jobs"), backends=self.backends,
+                          admins=self.admins, accounts=self.accounts)
+
+    def prepare_state_dir(self) -> None:
+        """The state folder and its transfers folder: searchable by the jobs' accounts (which reach their
+        own folders inside), listable by the service only; the database readable by the service only."""
+        for folder in (self.state_dir, self.state_dir / "transfers"):
+            folder.mkdir(parents=True, exist_ok=True, mode=PREFIX_MODE)
+            os.chmod(folder, PREFIX_MODE)
+        if not self.db_path.exists():
+            os.close(os.open(self.db_path, os.O_WRONLY | os.O_CREAT, 0o600))
+        os.chmod(self.db_path, 0o600)  # SQLite gives its -wal and -shm files the database's mode
 
     @property
     def db_path(self) -> Path:
@@ -166,7 +194,11 @@ def split_listen(url: str, scheme: str) -> tuple[str, int]:
 
 
 def load_settings(source: str | Path | dict[str, Any]) -> ServiceConfig:
-    """Load and validate a service config from a YAML file or a dict."""
+    """Load and validate a service config from a YAML file or a dict.
+
+    Relative paths in a file are taken from the file's folder; in a dict, from the current directory.
+    """
+    context = None
     if isinstance(source, dict):
         data: Any = source
     else:
@@ -177,10 +209,11 @@ def load_settings(source: str | Path | dict[str, Any]) -> ServiceConfig:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise SettingsError(f"service config {str(path)!r} is not valid YAML: {exc}") from exc
+        context = file_context(path)
     if not isinstance(data, dict):
         raise SettingsError("service config must be a mapping of settings")
     try:
-        return ServiceConfig.model_validate(data)
+        return ServiceConfig.model_validate(data, context=context)
     except ValidationError as exc:
         errors = [(".".join(str(p) for p in e["loc"]) or "(top)", e["msg"]) for e in exc.errors()]
         text = "; ".join(f"{path}: {msg}" for path, msg in errors)

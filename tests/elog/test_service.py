@@ -146,5 +146,19 @@ def test_a_restarted_service_keeps_its_runs(service: ElogService) -> None:
 def test_the_service_logs_its_resolved_paths(service: ElogService) -> None:
     database = Path(service.database).resolve()
     assert database.is_file()
-    line = next(line for line in service.log().splitlines() if "lclstream-elog: database" in line)
-    assert str(database) in line and str(Layout(service.pki.server_dir).root) in line
+    line = next(line for line in service.log().splitlines() if "lclstream-elog: config" in line)
+    assert f"database={database}" in line, "the relative database path is resolved against the config's folder"
+    assert f"certified_config={Layout(service.pki.server_dir).root}" in line
+    assert "writers daq" in line and "request bodies up to 1048576 bytes" in line
+
+
+def test_an_oversized_or_non_finite_body_is_refused(service: ElogService) -> None:
+    run = open_run(service, "mfxguard01")
+    with tls_client("elog", service.pki.user_dir("alice")) as raw:
+        big = raw.post(f"/runs/mfxguard01/{run}/annotations", json={"text": "x" * (2 << 20)})
+        nan = raw.post(f"/runs/mfxguard01/{run}/annotations", content=b'{"text": "x", "body": {"v": NaN}}',
+                       headers={"content-type": "application/json"})
+    assert big.status_code == 413 and len(big.content) < 2000
+    assert nan.status_code == 422 and nan.json()["detail"][0]["loc"] == ["body", "body", "v"]
+    with service.client("alice") as elog:
+        assert elog.get("mfxguard01", run).annotations == [], "nothing was written"
