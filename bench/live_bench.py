@@ -4,13 +4,13 @@ for the live source to keep up.
     python bench/live_bench.py [--duration 10] [--ranks 1 2] [--search-shape 1,64,64] [--max-rate 7680]
 
 1. Latency at 120 Hz with a jungfrau4M detector (8 x 512 x 1024 uint16, bitshuffle+LZ4 in the run files):
-   ``lclstream-elog run`` writes the run; ``mpiexec -n N lclstreamer`` with ``LiveRunEventSource`` (batches
-   of 1, uncompressed HDF5 messages) pushes every event over nng to a receiver, which subtracts the event's
-   DAQ timestamp (taken just before the DAQ writes it) from its arrival time. The DAQ waits
-   ``--start-delay`` seconds after run_start (as a real DAQ configures) so the streamer is up before the
-   first event; p50 and p95 over the events taken once every rank streamed, with the rate the DAQ
-   actually achieved (on a small shared machine it may fall short of 120 Hz: generating and compressing a
-   4M-pixel frame costs about 15 ms of one core).
+   first the single-threaded cost of each stage per event (what bounds the rates here), and the DAQ's rate
+   alone; then ``lclstream-elog run`` writes the run while ``mpiexec -n N lclstreamer`` with
+   ``LiveRunEventSource`` (batches of 1, HDF5 messages with bitshuffle+LZ4) pushes every event over nng to
+   a receiver, which subtracts the event's DAQ timestamp (taken just before the DAQ writes it) from its
+   arrival time. The DAQ waits ``--start-delay`` seconds after run_start (as a real DAQ configures) so the
+   streamer is up before the first event; p50 and p95 over the events taken once every rank streamed,
+   with the rate the DAQ actually achieved (on a small shared machine it falls short of 120 Hz).
 2. Highest sustained rate: the same chain with small frames (``--search-shape``, batches of 8) at doubling
    DAQ rates from 120 Hz; a rate is kept up with when the DAQ achieved it (>= 95 %) and the p95 latency
    stayed under ``--keep-up-p95`` seconds. Printed for each rank count.
@@ -63,7 +63,7 @@ def streamer_config(run_dir: Path, url: str, detector: str, batch: int) -> dict[
                          "pulse_id": {"type": "HDF5Dataset", "dataset": "/LCLS/pulse_id"},
                          "timestamp": {"type": "HDF5Dataset", "dataset": "/LCLS/timestamp"}},
         "processing_pipeline": [{"type": "BatchProcessingPipeline", "batch_size": batch}],
-        "data_serializer": {"type": "HDF5Serializer", "compression": "none",
+        "data_serializer": {"type": "HDF5Serializer", "compression": "bitshuffle_lz4",
                             "fields": {"frame": "/entry/data/data", "pulse_id": "/LCLS/pulse_id",
                                        "timestamp": "/LCLS/timestamp"}},
         "data_handlers": [{"type": "NNGPushDataHandler", "url": url, "role": "client", "connect_timeout_s": 120}],
@@ -143,6 +143,48 @@ def daq_alone(root: Path, run: int, duration: float) -> str:
             f"GB/s raw, {result['file_bytes'] / result['elapsed_s'] / 1e6:.0f} MB/s to disk)")
 
 
+def per_event_costs(root: Path, events: int = 24) -> str:
+    """Single-threaded milliseconds per jungfrau4M event of each stage, measured in this process: what
+    bounds the rates on this machine (each stage runs in its own process, on its own core if there is one)."""
+    import time as clock
+
+    import numpy as np
+
+    from elog.daq import Daq, DaqSettings
+    from elog.records import RunRecord, RunState
+    from streamer.base import RunContext
+    from streamer.config import load_config
+    from streamer.runner import Chain
+
+    run_dir = root / "costs"
+    record = RunRecord(instrument="MFX", experiment=EXPERIMENT, run=999, state=RunState.OPEN,
+                       start_time="2026-01-01T00:00:00Z", run_dir=str(run_dir), opened_by="bench")
+    daq = Daq(record, DaqSettings(detectors=["jungfrau4M"], events=events))
+    daq.detectors["jungfrau4M"].prepare()
+    t0 = clock.perf_counter()
+    taken = [daq.event(i) for i in range(events)]
+    t1 = clock.perf_counter()
+    for event in taken:
+        daq.writer.write([event])
+    t2 = clock.perf_counter()
+    daq.writer.close()
+    config = load_config(streamer_config(run_dir, "tcp://127.0.0.1:1", "jungfrau4M", 1))
+    chain = Chain(config, RunContext("bench"))
+    chain.source.number_of_events()
+    t3 = clock.perf_counter()
+    read = list(chain.source.events(range(events)))
+    t4 = clock.perf_counter()
+    for i, event in enumerate(read):
+        chain.serializer.serialize({name: np.asarray(value)[np.newaxis] for name, value in event.items()}, i)
+    t5 = clock.perf_counter()
+    chain.source.close()
+    per = [(t1 - t0), (t2 - t1), (t4 - t3), (t5 - t4)]
+    ms = [x / events * 1e3 for x in per]
+    return (f"per jungfrau4M event, one core: DAQ generate {ms[0]:.1f} ms + compress/write {ms[1]:.1f} ms; "
+            f"live source read/decompress {ms[2]:.1f} ms; HDF5 serialize {ms[3]:.1f} ms "
+            f"(120 Hz needs {sum(ms) * 0.12:.1f} cores for these stages)")
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -174,6 +216,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="live-bench-") as tmp:
         root = Path(tmp)
         print("1. latency DAQ write -> streamer handler, jungfrau4M at 120 Hz", flush=True)
+        print("   " + per_event_costs(root), flush=True)
         run += 1
         print("   " + daq_alone(root, run, min(args.duration, 5.0)), flush=True)
         for ranks in args.ranks:
