@@ -1,7 +1,7 @@
 """Live-run benchmark: how soon an event the DAQ writes leaves the streamer, and how fast a run may be written
 for the live source to keep up.
 
-    python bench/live_bench.py [--duration 10] [--ranks 1 2] [--search-shape 1,64,64] [--max-rate 7680]
+    python bench/live_bench.py [--duration 10] [--ranks 1 2] [--latency-rates 120 10] [--search-shape 1,64,64]
 
 1. Latency at 120 Hz with a jungfrau4M detector (8 x 512 x 1024 uint16, bitshuffle+LZ4 in the run files):
    first the single-threaded cost of each stage per event (what bounds the rates here), and the DAQ's rate
@@ -10,7 +10,8 @@ for the live source to keep up.
    a receiver, which subtracts the event's DAQ timestamp (taken just before the DAQ writes it) from its
    arrival time. The DAQ waits ``--start-delay`` seconds after run_start (as a real DAQ configures) so the
    streamer is up before the first event; p50 and p95 over the events taken once every rank streamed,
-   with the rate the DAQ actually achieved (on a small shared machine it falls short of 120 Hz).
+   with the rate the DAQ actually achieved (on a small shared machine it falls short of 120 Hz). A second,
+   low rate (10 Hz) shows the latency of the chain itself, without events queueing for a busy core.
 2. Highest sustained rate: the same chain with small frames (``--search-shape``, batches of 8) at doubling
    DAQ rates from 120 Hz; a rate is kept up with when the DAQ achieved it (>= 95 %) and the p95 latency
    stayed under ``--keep-up-p95`` seconds. Printed for each rank count.
@@ -205,6 +206,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of the 120 Hz jungfrau4M run")
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--latency-rates", type=float, nargs="+", default=[120.0, 10.0],
+                        help="DAQ rates of the jungfrau4M latency runs (a low one shows the latency without queueing)")
     parser.add_argument("--search-shape", default="1,64,64", help="frames of the rate search (P,H,W)")
     parser.add_argument("--search-duration", type=float, default=4.0, help="seconds per rate of the search")
     parser.add_argument("--max-rate", type=float, default=7680.0)
@@ -219,10 +222,11 @@ def main() -> None:
         print("   " + per_event_costs(root), flush=True)
         run += 1
         print("   " + daq_alone(root, run, min(args.duration, 5.0)), flush=True)
-        for ranks in args.ranks:
-            run += 1
-            result = one_run(root, run, ranks, 120.0, args.duration, "jungfrau4M", None, 1, args.start_delay)
-            print("   " + show("jungfrau4M", result), flush=True)
+        for rate in args.latency_rates:
+            for ranks in args.ranks:
+                run += 1
+                result = one_run(root, run, ranks, rate, args.duration, "jungfrau4M", None, 1, args.start_delay)
+                print("   " + show(f"jungfrau4M at {rate:g} Hz", result), flush=True)
         print(f"2. highest sustained DAQ rate the live source keeps up with (frames {args.search_shape}, "
               f"batches of 8, p95 <= {args.keep_up_p95:g} s)", flush=True)
         for ranks in args.ranks:
