@@ -77,7 +77,7 @@ class RunStore(SQLiteStore):
 
     def list(self, experiment: str | None = None, state: RunState | None = None,
              limit: int = 1000) -> list[RunRecord]:
-        """Runs, newest first (optionally of one experiment, in one state)."""
+        """Runs, the last opened first (optionally of one experiment, in one state)."""
         query, args = "SELECT record FROM runs WHERE 1=1", []
         if experiment is not None:
             query += " AND experiment = ?"
@@ -86,7 +86,7 @@ class RunStore(SQLiteStore):
             query += " AND state = ?"
             args.append(state.value)
         with self._lock:
-            rows = self._db.execute(query + " ORDER BY started DESC, experiment, run DESC LIMIT ?",
+            rows = self._db.execute(query + " ORDER BY rowid DESC LIMIT ?",
                                     [*args, limit]).fetchall()
             return [self._record(row[0]) for row in rows]
 
