@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -128,9 +130,23 @@ def serve(app: Any, url: str, config_dir: str | Path | None = None, *, log_level
     def announce() -> None:
         log.info(listening_line(f"https://{shown}:{actual}"))
 
+    server = AnnouncingServer(config, announce)
+    previous = _stop_on_sigterm(server)
     try:
-        AnnouncingServer(config, announce).run(sockets=[sock])
+        server.run(sockets=[sock])
     finally:
         sock.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         log.info(json.dumps({"event": "stopped", "url": f"https://{shown}:{actual}"}))
+
+
+def _stop_on_sigterm(server: uvicorn.Server) -> Any:
+    """SIGTERM asks ``server`` to shut down, whenever it comes. uvicorn handles it itself while serving and
+    afterwards raises it again under the handler that was there before; with this one there (not the
+    default, which kills), the process goes on to close its resources, log that it stopped and exit 0.
+    Returns the handler to restore (None off the main thread, where signals cannot be handled)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, lambda _signum, _frame: setattr(server, "should_exit", True))
 

@@ -6,11 +6,10 @@ Beside each record: the hash of the request body that created it (``request_hash
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from certified.sqlite_store import SQLiteStore
 from lclstream_api.models import TransferRecord
 from lclstream_api.states import TERMINAL, TransferState
 
@@ -46,23 +45,14 @@ class PoolExhausted(Exception):
     """No free ports are left in the configured pool."""
 
 
-class TransferStore:
+class TransferStore(SQLiteStore):
     """Thread-safe access to the transfer table and the port allocations."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        super().__init__(path, _SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(transfers)")}
         if "request_hash" not in columns:  # a database made before request hashes were kept
             self._db.execute("ALTER TABLE transfers ADD COLUMN request_hash TEXT")
-        self._lock = threading.RLock()
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
     def insert(self, record: TransferRecord, request_hash: str | None = None) -> None:
         """Add a new record; ``DuplicateKey`` when its owner already used its idempotency key."""

@@ -97,8 +97,13 @@ class EventSource(ABC):
         self.context = context
 
     @abstractmethod
-    def number_of_events(self) -> int:
-        """Total events available (before MPI splitting). Opening resources here is fine."""
+    def number_of_events(self) -> int | None:
+        """Total events available (before MPI splitting). Opening resources here is fine.
+
+        None: the total is not known yet (a run still taking data). The runner then asks each rank for
+        the indices ``rank, rank + nranks, ...`` without an end, and ``events`` stops when the run has no
+        more events.
+        """
 
     @abstractmethod
     def events(self, indices: range) -> Iterator[Event]:

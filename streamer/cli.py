@@ -5,7 +5,8 @@
     lclstreamer validate cfg.yaml
 
 Under ``mpiexec -n N`` every rank runs the same command. Invalid input exits 2 with a clear message and no
-traceback; a stream that could not be delivered (no receiver, or one that went away) exits 1 the same way.
+traceback; a stream that could not be delivered (no receiver, or one that went away) or that started and then
+failed (a live run gone idle) exits 1 the same way.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from streamer.config import ConfigError, config_schema, describe, load_config
-from streamer.sources.errors import SourceError
+from streamer.sources.errors import SourceError, SourceTimeout
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -102,6 +103,8 @@ def cmd_run(argv: list[str]) -> int:
     try:
         summary = run_streamer(config, num_events=args.num_events, comm=comm, progress=args.progress)
     except DeliveryError as exc:  # no receiver, or one that went away: the stream is incomplete
+        return _fail(str(exc), EXIT_FAILED)
+    except SourceTimeout as exc:  # the stream started and then its source stopped delivering: not bad input
         return _fail(str(exc), EXIT_FAILED)
     except (SourceError, ConfigError, SetupError, OSError) as exc:  # OSError: a handler cannot write/bind/connect
         return _fail(error_text(exc)) if rank == 0 else EXIT_BAD_INPUT

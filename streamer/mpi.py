@@ -1,6 +1,10 @@
 """MPI helpers: detect a launch by mpiexec, get the world communicator, split events across ranks.
 
-Without mpiexec the streamer runs as a single rank and never initialises MPI.
+Without mpiexec the streamer runs as a single rank and never initialises MPI. A source with a known total
+is split in contiguous blocks (``split_events``: neighbouring events stay on one rank, which reads files
+chunk by chunk); a source whose total is not known yet (a live run) is split by event index
+(``stride_events``: rank ``r`` of ``N`` takes ``r, r+N, ...``), so every event has exactly one rank
+whatever the run's final length.
 """
 
 from __future__ import annotations
@@ -8,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+OPEN_END = 1 << 62  # the stop of an open-ended share: more events than any run has
 LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMI_FD", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "HYDI_CONTROL_FD")
 
 
@@ -36,3 +41,17 @@ def split_events(total: int, rank: int, nranks: int) -> range:
     if not 0 <= rank < nranks:
         raise ValueError(f"rank {rank} is outside 0..{nranks - 1}")
     return range(total * rank // nranks, total * (rank + 1) // nranks)
+
+
+def stride_events(rank: int, nranks: int, limit: int | None = None) -> range:
+    """Rank ``rank``'s share by event index (``rank, rank + nranks, ...``), below ``limit`` if given.
+
+    Shares are disjoint and together cover every index, however many events the run ends up with.
+    """
+    if not 0 <= rank < nranks:
+        raise ValueError(f"rank {rank} is outside 0..{nranks - 1}")
+    return range(rank, OPEN_END if limit is None else limit, nranks)
+
+
+def is_open_ended(indices: range) -> bool:
+    return indices.stop >= OPEN_END

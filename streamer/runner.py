@@ -27,10 +27,11 @@ from streamer.base import (
     message_nbytes,
 )
 from streamer.config import StreamerConfig
-from streamer.mpi import rank_and_size, split_events, world_communicator
+from streamer.mpi import is_open_ended, rank_and_size, split_events, stride_events, world_communicator
 from streamer.pipelines.items import EventItem, as_batch
 from streamer.progress import Progress
 from streamer.registry import lookup
+from streamer.sources.errors import SourceError
 from streamer.summary import HandlerFigures, RankSummary, RunSummary
 
 log = logging.getLogger(__name__)
@@ -168,23 +169,29 @@ def run_streamer(config: StreamerConfig, *, num_events: int | None = None, comm:
     context = RunContext(config.source_identifier, rank, nranks, comm, options={"start_time": start_time})
     chain = setup_together(context, lambda: Chain(config, context))
     try:
-        total = setup_together(context, chain.source.number_of_events)
-        if num_events is not None:
-            total = min(total, num_events)
-        indices = split_events(total, rank, nranks)
-        log.info("rank %d/%d: %s, events %d..%d of %d", rank, nranks, config.event_source.type,  # type: ignore
-                 indices.start, indices.stop - 1, total)
+        total = agree_on_total(context, setup_together(context, chain.source.number_of_events))
+        indices = this_ranks_events(total, num_events, rank, nranks)
+        source_type = config.event_source.type  # type: ignore[attr-defined]
+        if total is None:
+            log.info("rank %d/%d: %s, events %d, %d, ... until the run ends (total not known yet)", rank,
+                     nranks, source_type, indices.start, indices.start + indices.step)
+        else:
+            log.info("rank %d/%d: %s, events %d..%d of %d", rank, nranks, source_type, indices.start,
+                     indices.stop - 1, total if num_events is None else min(total, num_events))
         setup_together(context, chain.open_handlers)
         try:
-            figures = stream_rank(chain, indices, progress, total=total)
+            figures = stream_rank(chain, indices, progress, total=announced_total(total, num_events))
         except DeliveryError as exc:
             if comm is not None and nranks > 1:
                 log.error("rank %d: %s; stopping every rank", rank, exc)
                 comm.Abort(1)
             raise
-        except BaseException:
+        except BaseException as exc:
             if comm is not None and nranks > 1:
-                log.exception("rank %d failed while streaming; aborting the MPI job", rank)
+                if isinstance(exc, SourceError):  # a reason for the user (e.g. a live run gone idle)
+                    log.error("rank %d: %s; aborting the MPI job", rank, error_text(exc))
+                else:
+                    log.exception("rank %d failed while streaming; aborting the MPI job", rank)
                 comm.Abort(1)
             raise
     finally:
@@ -193,6 +200,30 @@ def run_streamer(config: StreamerConfig, *, num_events: int | None = None, comm:
     if rank != 0:
         return None
     return RunSummary.combine(config.source_identifier, gathered)
+
+
+def agree_on_total(context: RunContext, total: int | None) -> int | None:
+    """Every rank uses the same split: if any rank found the total unknown (a live run that closed
+    between two ranks' looks), all split by index, which is right for a closed run too."""
+    if context.comm is not None and context.nranks > 1:
+        totals = context.comm.allgather(total)
+        return None if any(t is None for t in totals) else totals[0]
+    return total
+
+
+def this_ranks_events(total: int | None, num_events: int | None, rank: int, nranks: int) -> range:
+    """Contiguous blocks of a known total; by event index (``rank, rank + nranks, ...``) when it is not known."""
+    if total is None:
+        return stride_events(rank, nranks, num_events)
+    return split_events(total if num_events is None else min(total, num_events), rank, nranks)
+
+
+def announced_total(total: int | None, num_events: int | None) -> int | None:
+    """The events the stream header announces: None while the run's total is not known (``--num-events``
+    on a live run announces that number, which the run usually reaches)."""
+    if total is None:
+        return num_events
+    return total if num_events is None else min(total, num_events)
 
 
 def header_start(chain: Chain, first: Any, total: int | None) -> StreamStart:
@@ -217,7 +248,9 @@ def stream_rank(chain: Chain, indices: range, show_progress: bool | None, total:
     peeked = time.monotonic()
     first_item = next(items, None)
     peek_s = time.monotonic() - peeked  # counted in the rates; waiting for the header and barrier is not
-    start = header_start(chain, first_item, len(indices) if total is None else total)
+    if total is None and not is_open_ended(indices):
+        total = len(indices)
+    start = header_start(chain, first_item, total)
     if context.rank == 0:
         stream.send(chain.serializer.stream_header(start), 0)
     context.barrier()
@@ -225,8 +258,8 @@ def stream_rank(chain: Chain, indices: range, show_progress: bool | None, total:
         items = itertools.chain([first_item], items)
     started = time.monotonic() - peek_s
     label = f"rank {context.rank}/{context.nranks}: " if context.nranks > 1 else ""
-    bar = Progress(len(indices), label=label, enabled=False if context.rank != 0 else show_progress,
-                   stream=sys.stderr)
+    bar = Progress(0 if is_open_ended(indices) else len(indices), label=label,
+                   enabled=False if context.rank != 0 else show_progress, stream=sys.stderr)
     events = batches = 0
     first: int | None = None
     last: int | None = None

@@ -3,10 +3,11 @@
 from streamer.sources import (  # noqa: F401
     hdf5,
     indexed,
+    live,
     psana,
     synthetic,
     synthetic_detectors,
     synthetic_scalars,
     synthetic_waveforms,
 )
-from streamer.sources.errors import SourceError  # noqa: F401
+from streamer.sources.errors import SourceError, SourceTimeout  # noqa: F401
