@@ -32,6 +32,7 @@ import pynng
 import yaml
 
 from buffer.client import messages
+from buffer.end_marker import is_end
 from lclstream_api.local import BIN, LocalDeployment, free_port
 from streamer.envelope import MessageKind, StreamLedger, unpack
 
@@ -96,7 +97,7 @@ def direct(config: dict[str, Any], workdir: Path) -> tuple[float, float, int]:
             while len(ledger.expected) < 2:
                 msg = sock.recv_msg()
                 body = msg.bytes
-                if not body:  # a rank's transport end marker: hang up like a buffer does
+                if is_end(body):  # a rank's transport end marker: hang up like a buffer does
                     msg.pipe.close()
                     continue
                 first = first or time.perf_counter()

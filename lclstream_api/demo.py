@@ -3,7 +3,8 @@
 1. creates a service identity and a user identity with ``certified`` (in a temporary directory);
 2. starts ``lclstream-api`` on loopback, its jobs on the local Psi-k backend;
 3. requests a transfer of a synthetic run (2 MPI ranks, HDF5 with bitshuffle+LZ4);
-4. receives it with ``lclstream pull`` (progress on a terminal), checking every rank's sequence;
+4. receives it with ``lclstream pull ID`` (which fetches the user's data credentials for this transfer:
+   the stream is TLS with certificates made for it), checking every rank's sequence;
 5. prints the transfer record, and stops everything it started.
 """
 
@@ -18,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from lclstream_api.local import BIN, LocalDeployment
+from lclstream_api.local import ALIAS, BIN, LocalDeployment
 
 
 def demo_config(events: int) -> dict[str, Any]:
@@ -52,10 +53,11 @@ def run(out_dir: Path, events: int) -> int:
         with deployment, deployment.client() as client:
             say(f"requesting a synthetic run: {events} epix10k2M events, 2 MPI ranks, HDF5 bitshuffle+LZ4")
             view = client.request(demo_config(events), {"ranks": 2, "idle_timeout": 120})
-            print(f"transfer {view.id}: {view.state.value}, pull from {view.url}")
-            say(f"lclstream pull {view.url} --out {out_dir}")
-            pulled = subprocess.run([str(BIN / "lclstream"), "pull", view.url, "--out", str(out_dir),
-                                     "--wait", "120"], env=deployment.env, timeout=600)
+            print(f"transfer {view.id}: {view.state.value}, data on {view.url} "
+                  f"({'protected: TLS with certificates made for this transfer' if view.protected else 'NOT protected'})")
+            say(f"lclstream pull {view.id} --out {out_dir}")
+            pulled = subprocess.run([str(BIN / "lclstream"), "pull", view.id, "--server", ALIAS, "--out",
+                                     str(out_dir), "--wait", "120"], env=deployment.env, timeout=600)
             record = client.wait(view.id, timeout=60)
             say("the transfer record")
             shown = record.model_dump(mode="json", exclude={"options"})

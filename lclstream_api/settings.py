@@ -15,7 +15,11 @@ Example (every key but ``state_dir`` has a default)::
       default: {type: local}
       s3df: {type: slurm, queue_name: milano, project_name: lcls, mpirun: srun}
     buffer_backend: default                 # buffers run on the data transfer node itself
-    data_tls: {cert: dtn.crt, key: dtn.key, ca: data-ca.crt}   # p256, for options.tls
+    max_message_size: 256M                  # a buffer disconnects a producer announcing a larger message
+    allow_plain_tcp: false                  # true on a trusted network only: options.tls=false gives tcp://
+
+Data streams are tls+tcp with certificates made for each transfer (``lclstream_api.credentials``);
+the former ``data_tls`` service identity is no longer used.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from buffer.config import parse_size
 from psik.models import BackendConfig, PsikConfig, default_backends
 
 
@@ -60,16 +65,6 @@ class LimitsConfig(BaseModel):
 
     concurrent_per_user: int = Field(4, ge=1, description="running transfers one user may have at once")
     max_ranks: int = Field(64, ge=1, description="largest `ranks` a request may ask for")
-
-
-class DataTLSConfig(BaseModel):
-    """The service's p256 identity for tls+tcp data streams (buffer, producers)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    cert: Path
-    key: Path
-    ca: Path
 
 
 class CommandsConfig(BaseModel):
@@ -110,7 +105,13 @@ class ServiceConfig(BaseModel):
     bind_host: str = Field("127.0.0.1", description="address the buffers listen on")
     admins: list[str] = Field(default_factory=list, description="identities that see every transfer")
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
-    data_tls: DataTLSConfig | None = None
+    max_message_size: int = Field(
+        256 * 2**20, ge=2**20,
+        description="largest message a transfer's buffer accepts (bytes, or e.g. 256M); a producer announcing a "
+                    "larger one is disconnected before anything is allocated for it")
+    allow_plain_tcp: bool = Field(
+        False, description="let requests ask for options.tls=false: a plain tcp:// stream, not encrypted, that "
+                           "anyone who reaches the buffer's ports may read or write. For trusted networks only")
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
     poll_interval: float = Field(1.0, gt=0, le=60, description="seconds between reconciliations")
 
@@ -122,6 +123,19 @@ class ServiceConfig(BaseModel):
             raise ValueError(f"callback_listen must be a loopback address (it is unauthenticated TLS-less "
                              f"HTTP guarded only by signatures), got {host!r}")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_data_tls(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "data_tls" in data:
+            raise ValueError("data_tls is no longer used: each transfer's data stream gets a CA and certificates "
+                             "made for it; remove data_tls from the service config")
+        return data
+
+    @field_validator("max_message_size", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        return parse_size(value) if isinstance(value, str) else value
 
     @field_validator("listen")
     @classmethod

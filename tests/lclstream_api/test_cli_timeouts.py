@@ -25,7 +25,7 @@ def test_get_requests_pulls_and_reports(service: Service, tmp_path: Path) -> Non
                      str(tmp_path / "out"), "--wait", "60")
     assert got.returncode == 0, got.stderr
     transfer_id, url = got.stdout.split()[:2]
-    assert url.startswith("tcp://127.0.0.1:")
+    assert url.startswith("tls+tcp://127.0.0.1:")
     assert "complete: every producer's sequence received" in got.stderr
     assert len(list((tmp_path / "out").glob("r000[01]-s0000000[01].h5"))) == 4
     wait_for(lambda: json.loads(_lclstream(service, "status", transfer_id).stdout)["state"] == "completed",
