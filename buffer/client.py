@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from types import TracebackType
+from typing import Any
 
 import pynng
 
@@ -35,10 +36,10 @@ from buffer.sp_wire import PULL0, PUSH0
 from buffer.tls import files_context, tls_config
 
 NO_REDIAL_MS = 3_600_000
-REDIAL_MIN, REDIAL_MAX = 0.05, 1.0
+REDIAL = 0.1  # seconds between dials while nobody listens yet (nng's default); loopback refusals are cheap
 POLL = 0.2  # seconds between checks of a stop flag while waiting
 
-__all__ = ["Producer", "StreamRefused", "StreamTimeout", "messages"]
+__all__ = ["Handoff", "Producer", "StreamRefused", "StreamTimeout", "messages"]
 
 Message = bytes | bytearray
 
@@ -139,24 +140,21 @@ def _nng_messages(url: str, tls: TLSFiles | None, timeout: float | None, connect
         sock.close()
 
 
-class _Receivers:
-    """Threads receiving over TLS connections into one bounded queue (the consumer's pace holds them)."""
+class Handoff:
+    """Items passed from receiving threads to the consuming one through a bounded queue.
+
+    Producing threads ``put`` items (blocking while the consumer is behind, until ``stop``), then
+    ``finish()`` or put an exception; ``items()`` yields them and raises that exception.
+    """
 
     _END = object()
 
-    def __init__(self, url: str, context: ssl.SSLContext, connections: int) -> None:
-        self.url, self.context = url, context
-        self.queue: queue.Queue[object] = queue.Queue(maxsize=connections)
+    def __init__(self, depth: int) -> None:
+        self.queue: queue.Queue[object] = queue.Queue(maxsize=depth)
         self.stop = threading.Event()
-        self.ledger = _Connections()
-        self._lock = threading.Lock()
-        self._open: set[SpConnection] = set()
-        self.threads = [threading.Thread(target=self._link, name=f"receive-{i}", daemon=True)
-                        for i in range(connections)]
-        for thread in self.threads:
-            thread.start()
 
-    def _put(self, item: object) -> bool:
+    def put(self, item: object) -> bool:
+        """Queue ``item``; False (dropped) once the consumer stopped."""
         while not self.stop.is_set():
             try:
                 self.queue.put(item, timeout=POLL)
@@ -165,17 +163,47 @@ class _Receivers:
                 continue
         return False
 
+    def finish(self) -> None:
+        self.put(self._END)
+
+    def items(self, timeout: float | None, url: str) -> Iterator[Any]:
+        """Each item until ``finish``; StreamTimeout when none comes within ``timeout`` seconds."""
+        while True:
+            try:
+                item = self.queue.get(timeout=timeout)
+            except queue.Empty:
+                raise StreamTimeout(f"no message from {url} within {timeout:g} seconds") from None
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+class _Receivers:
+    """Threads receiving over TLS connections into one handoff (the consumer's pace holds them)."""
+
+    def __init__(self, url: str, context: ssl.SSLContext, connections: int) -> None:
+        self.url, self.context = url, context
+        self.handoff = Handoff(connections)
+        self.stop = self.handoff.stop
+        self.ledger = _Connections()
+        self._lock = threading.Lock()
+        self._open: set[SpConnection] = set()
+        self.threads = [threading.Thread(target=self._link, name=f"receive-{i}", daemon=True)
+                        for i in range(connections)]
+        for thread in self.threads:
+            thread.start()
+
     def _connect(self) -> SpConnection | None:
-        pause = REDIAL_MIN
         while not self.stop.is_set():
             try:
                 conn = SpConnection.open(self.url, self.context, PULL0, PUSH0)
             except StreamRefused as exc:
-                self._put(exc)
+                self.handoff.put(exc)
                 return None
             except OSError:
-                self.stop.wait(pause)  # not listening yet: dial again, as nng does
-                pause = min(pause * 2, REDIAL_MAX)
+                self.stop.wait(REDIAL)  # not listening yet: dial again, as nng does
                 continue
             with self._lock:
                 if self.stop.is_set():
@@ -192,13 +220,13 @@ class _Receivers:
                 while (message := conn.recv()) is not None:
                     if is_end(message):
                         if self.ledger.end(id(conn)):
-                            self._put(self._END)
+                            self.handoff.finish()
                         return
-                    if not self._put(message):
+                    if not self.handoff.put(message):
                         return
                 self.ledger.lost(id(conn))  # lost without its end marker: stops counting, dial again
             except Exception as exc:  # handed to the consumer, which raises it
-                self._put(exc)
+                self.handoff.put(exc)
                 return
             finally:
                 with self._lock:
@@ -218,16 +246,7 @@ def _tls_messages(url: str, context: ssl.SSLContext, timeout: float | None,
                   connections: int) -> Iterator[Message]:
     receivers = _Receivers(url, context, connections)
     try:
-        while True:
-            try:
-                item = receivers.queue.get(timeout=timeout)
-            except queue.Empty:
-                raise StreamTimeout(f"no message from {url} within {timeout:g} seconds") from None
-            if item is _Receivers._END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item  # type: ignore[misc]
+        yield from receivers.handoff.items(timeout, url)
     finally:
         receivers.close()
 
@@ -281,17 +300,15 @@ class _TlsPush:
 
     def wait_connected(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        pause = REDIAL_MIN
         while self.conn is None:
             try:
                 self.conn = SpConnection.open(self.url, self.context, PUSH0, PULL0)
             except StreamRefused:
                 raise
             except OSError:
-                if time.monotonic() + pause > deadline:
+                if time.monotonic() + REDIAL > deadline:
                     return False
-                time.sleep(pause)
-                pause = min(pause * 2, REDIAL_MAX)
+                time.sleep(REDIAL)
         self.conn.sock.settimeout(self.send_timeout)
         return True
 

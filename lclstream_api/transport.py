@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import ssl
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from buffer.client import Message, StreamRefused, StreamTimeout
+from buffer.client import Handoff, Message, StreamRefused, StreamTimeout
 from buffer.client import messages as buffer_messages
 from buffer.config import TLSFiles as DataTLS
 from buffer.tls import client_context
@@ -28,9 +27,6 @@ __all__ = ["DataTLS", "Security", "StreamRefused", "StreamTimeout", "messages", 
 log = logging.getLogger("lclstream_api.transport")
 
 Security = DataTLS | ssl.SSLContext | None  # how to open a tls+tcp stream: files, or a ready context
-
-_END = object()
-
 
 def credentials_context(creds: DataCredentials) -> ssl.SSLContext | None:
     """The TLS context of a protected stream's credentials (None for plain tcp).
@@ -80,44 +76,25 @@ def messages(url: str, *, idle_timeout: float = 120.0, tls: Security = None,
     """
     files, context = (None, tls) if isinstance(tls, ssl.SSLContext) else (tls, None)
     source = buffer_messages(url, tls=files, context=context, timeout=idle_timeout, connections=connections)
-    return _through_thread(source) if interruptible else source
+    return _through_thread(source, url) if interruptible else source
 
 
-def _through_thread(source: Iterator[Message], depth: int = 16, poll: float = 0.2) -> Iterator[Message]:
-    handoff: queue.Queue[object] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                handoff.put(item, timeout=poll)
-                return True
-            except queue.Full:
-                continue
-        return False
+def _through_thread(source: Iterator[Message], url: str, depth: int = 16) -> Iterator[Message]:
+    handoff = Handoff(depth)
 
     def pump() -> None:
         try:
             for message in source:
-                if not put(message):
+                if not handoff.put(message):
                     break
-            put(_END)
+            handoff.finish()
         except BaseException as exc:  # handed to the consumer, which raises it
-            put(exc)
+            handoff.put(exc)
         finally:
             source.close()  # type: ignore[attr-defined]  # closes the connections
 
     threading.Thread(target=pump, name="lclstream-receive", daemon=True).start()
     try:
-        while True:
-            try:
-                item = handoff.get(timeout=poll)
-            except queue.Empty:
-                continue
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item  # type: ignore[misc]
+        yield from handoff.items(None, url)  # the source has its own timeout; this wait is interruptible
     finally:
-        stop.set()
+        handoff.stop.set()
