@@ -9,14 +9,17 @@ STAMP  := $(VENV)/.installed
 export LCLSTREAM_CACHE ?= $(CURDIR)/.cache
 
 # command:Debian package pairs; a package is installed only when its command is missing
-APT_NEEDS := java:default-jre-headless mvn:maven slurmctld:slurm-wlm slurmd:slurm-wlm sbatch:slurm-client munged:munge
+APT_NEEDS := java:default-jre-headless mvn:maven slurmctld:slurm-wlm slurmd:slurm-wlm sbatch:slurm-client munged:munge chromium:chromium setfacl:acl
 
 .PHONY: test demo demo-streamer venv lint apt clean
 
 $(STAMP): pyproject.toml
+	@echo "== creating $(VENV) with $$($(PYTHON) --version)"
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -U pip
-	$(PIP) install -q -e '.[test]'
+	@echo "== installing LCLStream and its test extras from PyPI into $(VENV) (1-3 minutes the first time; pip lists each package)"
+	$(PIP) install --no-color -e '.[test]'
+	@echo "== $(VENV) is ready"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -25,7 +28,7 @@ apt:
 	@missing=""; for pair in $(APT_NEEDS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || case " $$missing " in *" $$pkg "*) ;; *) missing="$$missing $$pkg";; esac; done; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing"; \
+	  echo "== installing Debian packages as root:$$missing (slurm-wlm and munge enable their system services; the tests start their own daemons)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
 	fi

@@ -41,6 +41,7 @@ class AccessLog:
                 "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
                 "caller": who.name if who else None,
                 "issuer": who.issuer if who else None,
+                "trusted_as": who.vouched_by if who else None,
                 "method": scope.get("method"),
                 "path": scope.get("path"),
                 "status": status["code"],

@@ -1,4 +1,4 @@
-"""Signed state-change callbacks: POST JSON with an HMAC signature, retrying, never raising."""
+"""Signed state-change callbacks: POST JSON with an HMAC signature, retrying a bounded number of times, never raising."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import logging
 import ssl
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -22,19 +23,29 @@ def encode(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), sort_keys=True, default=str).encode()
 
 
-def post_signed(url: str, payload: dict[str, Any], secret: str | None, *, attempts: int = 5,
-                backoff: float = 0.2, timeout: float = 5.0, verify: ssl.SSLContext | bool = True) -> bool:
+@dataclass(frozen=True)
+class Delivery:
+    """How one callback went: ``ok`` on a 2xx answer; ``attempts`` made; ``problem`` the last failure."""
+
+    ok: bool
+    attempts: int
+    problem: str = ""
+
+
+def deliver(url: str, payload: dict[str, Any], secret: str | None, *, attempts: int = 5,
+            backoff: float = 0.2, timeout: float = 5.0, verify: ssl.SSLContext | bool = True) -> Delivery:
     """POST ``payload`` as JSON to ``url`` with ``x-hub-signature-256`` when ``secret`` is set.
 
     Retries connection errors and 408/425/429/5xx answers up to ``attempts`` times, sleeping
-    ``backoff * 2**n`` between tries; other 4xx answers are final. Returns True on a 2xx answer.
-    Failures are logged, never raised (a callback must not break the state change it reports).
+    ``backoff * 2**n`` between tries; other 4xx answers are final. Never raises (a callback must not
+    break the state change it reports); a failure is logged and described in the result.
     """
     body = encode(payload)
     headers = {"content-type": "application/json"}
     if secret:
         headers[SIGNATURE_HEADER] = sign(body, secret)
     problem = "no attempt made"
+    attempt = 0
     for attempt in range(max(1, attempts)):
         if attempt:
             time.sleep(backoff * 2 ** (attempt - 1))
@@ -47,9 +58,14 @@ def post_signed(url: str, payload: dict[str, Any], secret: str | None, *, attemp
             problem = f"{type(exc).__name__}: {exc}"
             break
         if response.is_success:
-            return True
+            return Delivery(True, attempt + 1)
         problem = f"HTTP {response.status_code}"
         if response.status_code not in RETRY_STATUSES:
             break
     log.warning("callback to %s failed after %d attempt(s): %s", url, attempt + 1, problem)
-    return False
+    return Delivery(False, attempt + 1, problem[:500])
+
+
+def post_signed(url: str, payload: dict[str, Any], secret: str | None, **options: Any) -> bool:
+    """``deliver`` that answers only whether it worked (True on a 2xx answer)."""
+    return deliver(url, payload, secret, **options).ok

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from certified import identity, intro, trust
+from certified import identity, intro, names, trust
 from certified.cli_util import Parser, read_input, run, service_pairs
 from certified.config import Layout
 from certified.keys import KEY_TYPES
@@ -32,7 +32,7 @@ def cmd_add_service(args: argparse.Namespace) -> int:
 
 def cmd_add_client(args: argparse.Namespace) -> int:
     trust.add_client(args.name, read_input(args.cert, "certificate"), args.config)
-    print(f"clients signed by {args.name!r} are now trusted")
+    print(f"clients signed by {args.name!r} are now trusted, for the names {names.scope(args.name)} only")
     return 0
 
 
@@ -49,7 +49,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"  {s.name:16} {s.url}  CA {s.subject}{via}")
     print("known clients:" if info.clients else "known clients: none")
     for c in info.clients:
-        print(f"  {c.name:16} {c.subject}  sha256 {c.fingerprint[:16]}")
+        print(f"  {c.name:16} {c.subject}  sha256 {c.fingerprint[:16]}  vouches for {c.vouches_for}")
     print("introductions:" if info.intros else "introductions: none")
     for i in info.intros:
         print(f"  {i.name:16} {i.subject}  until {i.not_after}")
@@ -119,7 +119,8 @@ def build_parser() -> Parser:
     p.add_argument("url")
     p.add_argument("cert")
 
-    p = add("add-client", cmd_add_client, "trust CERT (a CA certificate) to sign clients that call our servers")
+    p = add("add-client", cmd_add_client, "trust CERT (a CA certificate) to sign clients that call our servers, "
+            "for the name NAME and names NAME/... only")
     p.add_argument("name")
     p.add_argument("cert")
 

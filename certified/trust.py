@@ -1,14 +1,22 @@
-"""Trust lists: which CAs may sign the servers we call (by alias) and the clients that call us."""
+"""Trust lists: which CAs may sign the servers we call (by alias) and the clients that call us.
+
+A client CA is trusted under a name (``add_client``); ``client_authorities`` lists them with the
+server's own CA first, so a caller's certificate can be traced to the entry that vouched for it
+(see ``certified.names`` for which names each entry may vouch for).
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from pydantic import BaseModel, ConfigDict
 
-from certified import ca
+from certified import ca, names
 from certified.config import Layout, check_name, write_public
 from certified.errors import CertifiedError
 
@@ -33,6 +41,10 @@ class TrustEntry(BaseModel):
     not_after: str
 
 
+class ClientListing(TrustEntry):
+    vouches_for: str
+
+
 class ServiceListing(TrustEntry):
     url: str
     identity: str | None = None
@@ -50,7 +62,7 @@ class Listing(BaseModel):
     id_fingerprint: str
     id_not_after: str
     services: list[ServiceListing]
-    clients: list[TrustEntry]
+    clients: list[ClientListing]
     intros: list[TrustEntry]
 
 
@@ -99,7 +111,8 @@ def set_service_url(alias: str, url: str, config_dir: str | Path | None = None) 
 
 
 def add_client(name: str, ca_pem: bytes, config_dir: str | Path | None = None) -> None:
-    """Trust ``ca_pem`` to sign the identities of clients that call our servers."""
+    """Trust ``ca_pem`` to sign clients that call our servers, for the name ``name`` and names inside
+    it (``name/...``) only."""
     check_name(name, "client name")
     layout = Layout(config_dir)
     layout.require_identity()
@@ -147,6 +160,37 @@ def client_cas_pem(config_dir: str | Path | None = None) -> str:
     return _pems([layout.ca_cert, *sorted(layout.known_clients.glob("*.crt"))])
 
 
+@dataclass(frozen=True)
+class ClientAuthority:
+    """A CA our servers accept client certificates from: our own (``trusted_as`` None) or a named entry."""
+
+    trusted_as: str | None
+    cert: x509.Certificate
+
+    @property
+    def label(self) -> str:
+        return "own CA" if self.trusted_as is None else self.trusted_as
+
+    def signed(self, leaf: x509.Certificate) -> bool:
+        if leaf.issuer != self.cert.subject:
+            return False
+        try:
+            leaf.verify_directly_issued_by(self.cert)
+        except (ValueError, TypeError, InvalidSignature):
+            return False
+        return True
+
+
+def client_authorities(config_dir: str | Path | None = None) -> list[ClientAuthority]:
+    """Our own CA, then every known client CA under its trust name (the file name in known_clients)."""
+    layout = Layout(config_dir)
+    layout.require_identity()
+    own = ClientAuthority(None, ca.load_cert(layout.ca_cert.read_bytes(), str(layout.ca_cert)))
+    others = [ClientAuthority(p.stem, ca.load_cert(p.read_bytes(), str(p)))
+              for p in sorted(layout.known_clients.glob("*.crt"))]
+    return [own, *others]
+
+
 def identity_files(config_dir: str | Path | None = None, intro: str | None = None) -> tuple[Path, Path]:
     """(certificate, key) to present: id.crt, or intros/INTRO.crt (same key) when given."""
     layout = Layout(config_dir)
@@ -177,6 +221,7 @@ def listing(config_dir: str | Path | None = None) -> Listing:
     return Listing(
         config_dir=str(layout.root), name=ident.name, key_type=ident.key_type, hosts=ident.hosts,
         id_fingerprint=own.fingerprint, id_not_after=own.not_after, services=svcs,
-        clients=[_entry(p.stem, p) for p in sorted(layout.known_clients.glob("*.crt"))],
+        clients=[ClientListing(**_entry(p.stem, p).model_dump(), vouches_for=names.scope(p.stem))
+                 for p in sorted(layout.known_clients.glob("*.crt"))],
         intros=[_entry(p.stem, p) for p in sorted(layout.intros.glob("*.crt"))],
     )

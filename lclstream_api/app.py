@@ -72,7 +72,13 @@ def create_app(manager: TransferManager, caller_dependency: Callable[..., Any] |
     def caller_name(who: Any = Depends(caller_dep)) -> str:
         return str(getattr(who, "name", who))
 
+    def caller_is_admin(who: Any = Depends(caller_dep)) -> bool:
+        """Admin rights come from the trust entry that vouched for the caller, never from its name alone."""
+        is_admin = getattr(who, "is_admin", None)
+        return bool(is_admin(manager.settings.admins)) if callable(is_admin) else False
+
     caller_param = Depends(caller_name)
+    admin_param = Depends(caller_is_admin)
     app = FastAPI(title="LCLStream-API", version="1",
                   description="Turn a streamer config into a running transfer: buffer + MPI producers.")
 
@@ -95,12 +101,13 @@ def create_app(manager: TransferManager, caller_dependency: Callable[..., Any] |
         return TransferView.of(record)
 
     @app.get("/v1/transfers", response_model=TransferList)
-    def list_transfers(state: TransferState | None = None, caller: str = caller_param) -> TransferList:
-        return TransferList(transfers=[TransferView.of(r) for r in manager.list(caller, state)])
+    def list_transfers(state: TransferState | None = None, caller: str = caller_param,
+                       admin: bool = admin_param) -> TransferList:
+        return TransferList(transfers=[TransferView.of(r) for r in manager.list(caller, state, admin)])
 
     @app.get("/v1/transfers/{transfer_id}", response_model=TransferView)
-    def get_transfer(transfer_id: str, caller: str = caller_param) -> TransferView:
-        record = manager.get(transfer_id, caller)
+    def get_transfer(transfer_id: str, caller: str = caller_param, admin: bool = admin_param) -> TransferView:
+        record = manager.get(transfer_id, caller, admin)
         return TransferView.of(manager.reconcile(record))
 
     @app.get("/v1/transfers/{transfer_id}/credentials", response_model=DataCredentials,
@@ -113,8 +120,8 @@ def create_app(manager: TransferManager, caller_dependency: Callable[..., Any] |
         return manager.credentials(transfer_id, caller)
 
     @app.delete("/v1/transfers/{transfer_id}", response_model=TransferView)
-    def cancel_transfer(transfer_id: str, caller: str = caller_param) -> TransferView:
-        return TransferView.of(manager.cancel(transfer_id, caller))
+    def cancel_transfer(transfer_id: str, caller: str = caller_param, admin: bool = admin_param) -> TransferView:
+        return TransferView.of(manager.cancel(transfer_id, caller, admin))
 
     app.include_router(_callback_router(manager))
     return app

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from buffer.config import check_nng_url
 from lclstream_api.client import TransferAPIError, TransferClient, load_request_config
 from lclstream_api.models import TransferOptions, TransferView
+from lclstream_api.progress import human_bytes
 from lclstream_api.receive import Receiver, pull
 from lclstream_api.transport import DataTLS, Security, open_transfer, unprotected_warning
 from streamer.cli import int_at_least
@@ -146,8 +147,10 @@ def _print_view(view: TransferView) -> None:
 
 def _report(receiver: Receiver, shared: bool) -> int:
     summary = receiver.summary()
-    print(f"received {summary['messages']} messages, {summary['events']} events, {summary['bytes']} bytes "
-          f"from {receiver.url}", file=sys.stderr)
+    markers = len(receiver.ledger.expected)  # the producer ranks whose end-of-rank marker arrived
+    print(f"received {summary['messages']} data messages and {markers} end-of-rank marker{'s' * (markers != 1)} "
+          f"(a buffer counts both: {summary['messages'] + markers} messages), {summary['events']} events, "
+          f"{human_bytes(summary['bytes'])} from {receiver.url}", file=sys.stderr)
     if receiver.complete():
         print("complete: every producer's sequence received", file=sys.stderr)
         return 0

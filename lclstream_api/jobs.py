@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import shlex
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 from lclstream_api.credentials import JobFiles
 from lclstream_api.settings import ServiceConfig
+from psik.accounts import give
 from psik.jobdir import JobDir, TransitionRefused
 from psik.manager import BackendForbidden, JobManager, UnknownBackend
-from psik.models import JobSpec, PsikConfig, Resources
+from psik.models import JobSpec, PsikConfig, ResourceLimits, Resources
+
+DEFAULT_TRANSFER_SECONDS = 24 * 3600  # how long the jobs of a transfer without total_timeout may run
 
 
 @dataclass(frozen=True)
@@ -56,12 +58,12 @@ def job_spec(name: str, script: str, backend: str, callback: str, secret: str, p
                    resources=Resources(process_count=processes, duration=duration_minutes))
 
 
-def tail(path: Path, lines: int) -> list[str]:
-    try:
-        with open(path, errors="replace") as fh:
-            return [line.rstrip("\n") for line in deque(fh, maxlen=lines)]
-    except FileNotFoundError:
-        return []
+def job_minutes(total_timeout: float | None, max_minutes: float) -> float:
+    """How long a transfer's jobs may run: its total_timeout plus a minute, or a day (at most what the
+    backends take) without one."""
+    if total_timeout is None:
+        return min(DEFAULT_TRANSFER_SECONDS / 60 + 1, max_minutes)
+    return total_timeout / 60 + 1
 
 
 class PsikLauncher:
@@ -83,6 +85,20 @@ class PsikLauncher:
         except UnknownBackend as exc:
             raise LookupError(str(exc)) from exc
 
+    def check_owner(self, owner: str) -> None:
+        """Raise PermissionError (a sentence for the caller) when ``owner`` has no OS account to run jobs, and
+        ``psik.manager.Unreachable`` when that account cannot run this service's programs."""
+        self.psik.check_reachable(self.psik.account_for(owner))
+
+    def limits(self, backend: str) -> ResourceLimits:
+        """What one job may ask of ``backend``, its longest duration filled in."""
+        cfg = self.psik.backend_config(backend)
+        return cfg.effective_limits().model_copy(update={"duration": cfg.max_duration()})
+
+    def give_folder(self, folder: Path, owner: str) -> None:
+        """Hand a folder the service prepared for ``owner``'s jobs to their OS account (mode 0700)."""
+        give(folder, self.psik.account_for(owner))
+
     def check_backend(self, name: str, owner: str) -> None:
         """Raise PermissionError when ``owner`` may not use backend ``name`` (LookupError when unknown)."""
         try:
@@ -102,6 +118,6 @@ class PsikLauncher:
         """Current state of a job read from its folder (works across service restarts)."""
         rec = self.psik.get(jobid)
         job = JobDir.find(self.psik.prefix, jobid)
-        lines = tail(job.log_path("stderr", rec.jobndx), self.log_lines) or \
-            tail(job.log_path("stdout", rec.jobndx), self.log_lines)
+        lines = job.log_tail("stderr", rec.jobndx, self.log_lines) or \
+            job.log_tail("stdout", rec.jobndx, self.log_lines)
         return JobSnapshot(rec.state.value, rec.info, lines)

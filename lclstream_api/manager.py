@@ -23,7 +23,8 @@ from pydantic import ValidationError
 from buffer.config import CB_SECRET_ENV
 from buffer.status import BufferStatus
 from lclstream_api.credentials import JobFiles, TransferCAs
-from lclstream_api.jobs import JobSnapshot, buffer_script, job_spec, producer_script
+from lclstream_api.describe import delivered_reason
+from lclstream_api.jobs import JobSnapshot, buffer_script, job_minutes, job_spec, producer_script
 from lclstream_api.models import (
     DataCredentials,
     JobInfo,
@@ -36,7 +37,9 @@ from lclstream_api.ports import PortPool
 from lclstream_api.settings import ServiceConfig
 from lclstream_api.states import TransferState, can_transition, transition
 from lclstream_api.store import DuplicateKey, PoolExhausted, TransferStore
-from psik.models import JobSpec
+from psik.manager import Unreachable
+from psik.models import JobSpec, ResourceLimits
+from psik.safefs import read_text
 from streamer.config import StreamerConfig, load_config
 
 log = logging.getLogger("lclstream_api")
@@ -48,6 +51,9 @@ REQUESTED_GRACE = 120.0  # seconds a transfer may stay "requested" (create() sub
 
 
 class JobLauncher(Protocol):
+    def check_owner(self, owner: str) -> None: ...
+    def limits(self, backend: str) -> ResourceLimits: ...
+    def give_folder(self, folder: Path, owner: str) -> None: ...
     def check_backend(self, name: str, owner: str) -> None: ...
     def submit(self, spec: JobSpec, owner: str) -> str: ...
     def cancel(self, jobid: str) -> None: ...
@@ -73,6 +79,8 @@ class TransferManager:
     def __init__(self, settings: ServiceConfig, launcher: JobLauncher, store: TransferStore | None = None) -> None:
         self.settings = settings
         self.launcher = launcher
+        if store is None:
+            settings.prepare_state_dir()  # before the database exists: it must be the service's alone
         self.store = store or TransferStore(settings.db_path)
         self.pool = PortPool(settings.port_pool, self.store, settings.bind_host)
         self.cas = TransferCAs(settings.state_dir)
@@ -82,19 +90,17 @@ class TransferManager:
         self._thread: threading.Thread | None = None
 
     # ---- visibility ------------------------------------------------------------------------------
-    def is_admin(self, caller: str) -> bool:
-        return caller in self.settings.admins
-
-    def get(self, transfer_id: str, caller: str) -> TransferRecord:
+    # ``admin`` comes from the caller's trust entry (certified's Caller.is_admin), never from a name alone
+    def get(self, transfer_id: str, caller: str, admin: bool = False) -> TransferRecord:
         record = self.store.get(transfer_id)
-        if record is None or (record.owner != caller and not self.is_admin(caller)):
+        if record is None or (record.owner != caller and not admin):
             raise NotFound(transfer_id)  # others' transfers do not exist as far as the caller can tell
         return record
 
-    def list(self, caller: str, state: TransferState | None = None) -> list[TransferRecord]:
-        return self.store.list(None if self.is_admin(caller) else caller, state)
+    def list(self, caller: str, state: TransferState | None = None, admin: bool = False) -> list[TransferRecord]:
+        return self.store.list(None if admin else caller, state)
 
-    def credentials(self, transfer_id: str, caller: str) -> DataCredentials:
+    def credentials(self, transfer_id: str, caller: str, admin: bool = False) -> DataCredentials:
         """How ``caller`` pulls a transfer's data: only its owner and the readers it named may.
 
         Anyone else gets the same 404 as for a transfer they cannot see (an admin, who can see it, 403);
@@ -104,7 +110,7 @@ class TransferManager:
         if record is None or (record.owner != caller and caller not in record.options.readers):
             why = "no such transfer" if record is None else "neither its owner nor one of its readers"
             log.warning("transfer %s: refused data credentials to %s: %s", transfer_id, caller, why)
-            if record is not None and self.is_admin(caller):
+            if record is not None and admin:
                 raise Rejected(403, f"{caller!r} may see transfer {transfer_id} but not read its data: only its "
                                     "owner and the readers the owner named may")
             raise NotFound(transfer_id)
@@ -154,6 +160,14 @@ class TransferManager:
         return self.store.get(record.id) or record, True
 
     def _check_options(self, opts: TransferOptions, caller: str) -> None:
+        try:
+            self.launcher.check_owner(caller)  # its jobs run as the caller's OS account
+        except PermissionError as exc:
+            log.warning("transfer refused for %s: %s", caller, exc)
+            raise Rejected(403, str(exc)) from exc
+        except Unreachable as exc:
+            log.error("transfer refused for %s: %s", caller, exc)
+            raise Rejected(503, f"this service is misconfigured: {exc}") from exc
         if opts.ranks > self.settings.limits.max_ranks:
             raise Rejected(422, f"{opts.ranks} is more than this service allows ({self.settings.limits.max_ranks})",
                            "options.ranks")
@@ -170,6 +184,25 @@ class TransferManager:
             raise Rejected(422, "this service streams data only over tls+tcp with certificates made for each "
                                 "transfer; plain tcp (options.tls=false) needs allow_plain_tcp in the service "
                                 "configuration, for trusted networks only", "options.tls")
+        self._check_limits(opts)
+
+    def _check_limits(self, opts: TransferOptions) -> None:
+        """The producer job (ranks processes) and the buffer job (one) must fit their backends' limits."""
+        for backend, processes in ((opts.backend, opts.ranks), (self.settings.buffer_backend, 1)):
+            limits = self.launcher.limits(backend)
+            if limits.process_count is not None and processes > limits.process_count:
+                raise Rejected(422, f"{opts.ranks} ranks are more than backend {backend!r} runs in one job "
+                                    f"({limits.process_count} processes)", "options.ranks")
+            if limits.duration is not None and opts.total_timeout is not None \
+                    and job_minutes(opts.total_timeout, limits.duration) > limits.duration:
+                most = max(limits.duration - 1, 0) * 60
+                raise Rejected(422, f"{opts.total_timeout:.10g} s is longer than backend {backend!r} runs a job "
+                                    f"(at most {most:.10g} s for a transfer)", "options.total_timeout")
+
+    def _job_minutes(self, opts: TransferOptions) -> float:
+        longest = min(self.launcher.limits(b).duration or float("inf")
+                      for b in (opts.backend, self.settings.buffer_backend))
+        return job_minutes(opts.total_timeout, longest)
 
     def _new_record(self, caller: str, request: TransferRequest, key: str | None) -> TransferRecord:
         transfer_id = uuid.uuid4().hex[:12]
@@ -211,11 +244,12 @@ class TransferManager:
             config_file.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
             scheme = "tls+tcp" if record.protected else "tcp"
             bind = cfg.bind_host
-            duration = (opts.total_timeout or 24 * 3600) / 60 + 1
+            duration = self._job_minutes(opts)
             bscript = buffer_script(cfg, f"{scheme}://{bind}:{record.ports[0]}",
                                     f"{scheme}://{bind}:{record.ports[1]}", folder / "buffer-status.json",
                                     opts.max_bytes, opts.idle_timeout, tls, opts.ranks)
             pscript = producer_script(cfg, config_file, opts.ranks)
+            self.launcher.give_folder(folder, record.owner)  # its jobs run as the owner: theirs, mode 0700
             callback = cfg.callback_url(JOB, record.id)
             # the buffer posts its own status to the "buffer" route; the secret stays out of the script
             # and out of the process list (nng-stream reads it from its environment)
@@ -278,9 +312,9 @@ class TransferManager:
             except Exception as exc:
                 log.warning("transfer %s: cancelling %s job %s failed: %s", record.id, name, job.jobid, exc)
 
-    def cancel(self, transfer_id: str, caller: str) -> TransferRecord:
+    def cancel(self, transfer_id: str, caller: str, admin: bool = False) -> TransferRecord:
         with self._lock:
-            record = self.get(transfer_id, caller)
+            record = self.get(transfer_id, caller, admin)
             if record.state.terminal:
                 raise Rejected(409, f"transfer {transfer_id} already {record.state.value}; nothing to cancel")
             self._set_state(record, TransferState.CANCELED, f"canceled by {caller}")
@@ -312,10 +346,10 @@ class TransferManager:
             self.reconcile(record)
 
     def read_buffer_status(self, record: TransferRecord) -> None:
-        path = self.transfer_dir(record.id) / "buffer-status.json"
-        try:
-            status = BufferStatus.model_validate_json(path.read_text())
-        except (FileNotFoundError, ValidationError):
+        try:  # the folder belongs to the owner's account: no links followed, no FIFOs, bounded
+            status = BufferStatus.model_validate_json(read_text(self.transfer_dir(record.id), "buffer-status.json",
+                                                                2**20))
+        except (OSError, ValueError):  # missing, not a plain file of the owner's, or not a status
             return
         if record.buffer_status is None or status.time >= record.buffer_status.time:
             record.buffer_status = status
@@ -372,8 +406,7 @@ class TransferManager:
             return
         buffer_done = bstate == "done" or bjob == "completed"
         if buffer_done and pstate == "completed":
-            self._set_state(record, TransferState.COMPLETED,
-                            f"{status.messages_sent if status else 'all'} messages delivered")
+            self._set_state(record, TransferState.COMPLETED, delivered_reason(status, record.options.ranks))
             return
         if buffer_done and bjob == "completed" and pstate in ("new", "queued"):
             self._fail(record, "buffer finished before the producers started")

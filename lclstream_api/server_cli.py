@@ -2,6 +2,9 @@
 
 Also starts the loopback-only plain-HTTP callback listener (``callback_listen``) in a thread, and
 the reconciliation thread that resumes tracking of transfers left running by a previous instance.
+Each listener logs ``{"event": "listening", "url": ..., "pid": ...}`` once it accepts connections,
+with the real port when the config asks for port 0; supervisors (the demo, the tests) wait for those
+lines rather than probing a port that another process may have taken meanwhile.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import threading
 
 import uvicorn
 
+from certified.serve import AnnouncingServer, listening_line
 from lclstream_api.app import create_app, create_callback_app
 from lclstream_api.jobs import PsikLauncher
 from lclstream_api.manager import TransferManager
@@ -41,9 +45,12 @@ class CallbackListener:
         except OSError as exc:
             self.sock.close()
             raise SettingsError(f"callback_listen: cannot listen on {host}:{port}: {exc.strerror}") from None
+        if port == 0:  # the kernel chose: jobs must call back on the real port
+            settings.callback_listen = f"http://{host}:{self.sock.getsockname()[1]}"
         config = uvicorn.Config(create_callback_app(manager), log_level="warning", access_log=False,
                                 lifespan="off")
-        self.server = uvicorn.Server(config)
+        url = settings.callback_listen
+        self.server = AnnouncingServer(config, lambda: log.info(listening_line(url, role="callbacks")))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        name="callback-listener", daemon=True)
 

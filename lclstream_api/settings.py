@@ -9,11 +9,13 @@ Example (every key but ``state_dir`` has a default)::
     public_host: 203.0.113.10               # consumers pull from tcp://public_host:PORT
     bind_host: 0.0.0.0                      # the buffers listen here
     port_pool: {start: 20000, end: 20999}   # two ports per running transfer
-    admins: [operator]
+    admins: [operator]                      # see every transfer (names the service's own CA signed only)
+    accounts: {alice: alice, alice-lab/anna: anna}   # identity -> OS account its jobs run as
     limits: {concurrent_per_user: 4, max_ranks: 64}
     backends:                               # Psi-k backends; users choose with options.backend
       default: {type: local}
-      s3df: {type: slurm, queue_name: milano, project_name: lcls, mpirun: srun}
+      s3df: {type: slurm, queue_name: milano, project_name: lcls, mpirun: srun,
+             limits: {process_count: 512, duration: 2880}}   # options.ranks / total_timeout above: 422
     buffer_backend: default                 # buffers run on the data transfer node itself
     max_message_size: 256M                  # a buffer disconnects a producer announcing a larger message
     allow_plain_tcp: false                  # true on a trusted network only: options.tls=false gives tcp://
@@ -25,6 +27,7 @@ the former ``data_tls`` service identity is no longer used.
 from __future__ import annotations
 
 import ipaddress
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -34,6 +37,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from buffer.config import parse_size
+from psik.jobdir import PREFIX_MODE
 from psik.models import BackendConfig, PsikConfig, default_backends
 
 
@@ -103,7 +107,11 @@ class ServiceConfig(BaseModel):
     port_pool: PortPoolConfig = Field(default_factory=lambda: PortPoolConfig(start=20000, end=20999))
     public_host: str = Field("127.0.0.1", description="host name consumers use to reach the buffers")
     bind_host: str = Field("127.0.0.1", description="address the buffers listen on")
-    admins: list[str] = Field(default_factory=list, description="identities that see every transfer")
+    admins: list[str] = Field(default_factory=list, description="identities that see every transfer "
+                              "(only names the service's own CA signed: the trust entry grants it, never a name)")
+    accounts: dict[str, str] | None = Field(
+        None, description="certificate identity -> OS account the transfer's jobs run as (Psi-k's `accounts`); "
+                          "unset: only the identity named like the service's own account may request transfers")
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     max_message_size: int = Field(
         256 * 2**20, ge=2**20,
@@ -137,6 +145,12 @@ class ServiceConfig(BaseModel):
     def _size(cls, value: Any) -> Any:
         return parse_size(value) if isinstance(value, str) else value
 
+    @field_validator("state_dir", "certified_config", "jobs_prefix")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        """A relative path counts from where the service starts (its jobs run in other folders)."""
+        return None if value is None else value.expanduser().absolute()
+
     @field_validator("listen")
     @classmethod
     def _https(cls, value: str) -> str:
@@ -154,7 +168,17 @@ class ServiceConfig(BaseModel):
 
     def psik_config(self) -> PsikConfig:
         return PsikConfig(prefix=self.jobs_prefix or self.state_dir / "jobs", backends=self.backends,
-                          admins=self.admins)
+                          admins=self.admins, accounts=self.accounts)
+
+    def prepare_state_dir(self) -> None:
+        """The state folder and its transfers folder: searchable by the jobs' accounts (which reach their
+        own folders inside), listable by the service only; the database readable by the service only."""
+        for folder in (self.state_dir, self.state_dir / "transfers"):
+            folder.mkdir(parents=True, exist_ok=True, mode=PREFIX_MODE)
+            os.chmod(folder, PREFIX_MODE)
+        if not self.db_path.exists():
+            os.close(os.open(self.db_path, os.O_WRONLY | os.O_CREAT, 0o600))
+        os.chmod(self.db_path, 0o600)  # SQLite gives its -wal and -shm files the database's mode
 
     @property
     def db_path(self) -> Path:

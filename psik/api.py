@@ -1,7 +1,11 @@
 """Psik-API: the REST face of Psi-k, served under certified mutual TLS.
 
-Jobs belong to the certificate identity (common name) that submitted them; other callers get 404
-for them, the config's ``admins`` see all. Backends listing ``users`` refuse others with 403.
+Callers are certificate identities whose issuer vouched for their name (``certified.serve``). Each
+must map to an OS account (the config's ``accounts``; single-user default: the service's own login
+name); anyone else gets 403 on every route, logged. Jobs belong to the identity that submitted them
+and run as its account; other callers get 404 for them. The config's ``admins`` see all, but only
+when the service's own CA vouched for them. Backends listing ``users`` refuse others with 403; a job
+above its backend's ``limits`` gets 422 naming the field.
 """
 
 from __future__ import annotations
@@ -11,22 +15,49 @@ import re
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import PurePosixPath
 from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict
 
 from certified.fastapi import Caller, caller
+from psik import accounts, safefs
+from psik.accounts import NoAccount
 from psik.jobdir import JobDir, JobNotFound, TransitionRefused
-from psik.manager import BackendForbidden, JobManager, UnknownBackend
+from psik.manager import BackendForbidden, JobManager, LimitsExceeded, UnknownBackend, Unreachable
 from psik.models import JOBID_PATTERN, BackendInfo, JobList, JobRecord, JobSpec, JobState, PsikConfig
-from psik.paths import PathEscape, confine
+from psik.paths import PathEscape
 
 log = logging.getLogger("psik.api")
 HIDDEN_FILES = frozenset({"spec.json", "meta.json"})
 MAX_FILE_BYTES = 16 * 2**20
 
-Who = Annotated[Caller, Depends(caller)]
+
+class User(BaseModel):
+    """A caller Psik-API serves: its identity, its OS account, and whether it may see every job."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    account: str
+    admin: bool
+
+
+def user(request: Request, who: Annotated[Caller, Depends(caller)]) -> User:
+    """The caller, if it has an OS account here (403 and a log line otherwise)."""
+    manager: JobManager = request.app.state.manager
+    try:
+        account = manager.account_for(who.name)
+    except NoAccount as exc:
+        log.warning("refused %s (trusted as %s) %s %s: %s", who.name, who.vouched_by, request.method,
+                    request.url.path, exc)
+        raise HTTPException(status_code=403, detail=str(exc)) from None
+    return User(name=who.name, account=account.name, admin=who.is_admin(manager.config.admins))
+
+
+Who = Annotated[User, Depends(user)]
 
 
 def check_jobid(jobid: str) -> str:
@@ -46,8 +77,16 @@ def _reconcile_loop(manager: JobManager, stop: threading.Event) -> None:
             log.exception("reconcile pass failed")
 
 
+def _describe_accounts(config: PsikConfig) -> str:
+    table = accounts.mapping(config.accounts)
+    shown = ", ".join(f"{k} -> {v}" for k, v in list(table.items())[:10]) + (" ..." if len(table) > 10 else "")
+    kind = "configured" if config.accounts is not None else "single-user default"
+    return f"{len(table)} identit{'y' if len(table) == 1 else 'ies'} with OS accounts ({kind}): {shown}"
+
+
 def create_app(config: PsikConfig) -> FastAPI:
     manager = JobManager(config)
+
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,6 +94,7 @@ def create_app(config: PsikConfig) -> FastAPI:
         thread = threading.Thread(target=_reconcile_loop, args=(manager, stop), name="psik-reconcile", daemon=True)
         thread.start()
         log.info("psik-api: jobs under %s, backends %s", config.prefix, ", ".join(config.backends))
+        log.info("psik-api: %s", _describe_accounts(config))
         try:
             yield
         finally:
@@ -82,55 +122,73 @@ def create_app(config: PsikConfig) -> FastAPI:
         return JSONResponse(status_code=422, content={"detail": [
             {"loc": ["body", "backend"], "msg": str(exc), "type": "unknown_backend"}]})
 
+    @app.exception_handler(NoAccount)
+    async def _no_account(request: Request, exc: NoAccount) -> JSONResponse:
+        log.warning("refused %s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse(status_code=403, content={"detail": str(exc)})
+
+    @app.exception_handler(LimitsExceeded)
+    async def _limits(request: Request, exc: LimitsExceeded) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": [
+            {"loc": ["body", "resources", p.field], "msg": str(p), "type": "limit_exceeded"} for p in exc.problems]})
+
+    @app.exception_handler(Unreachable)
+    async def _unreachable(request: Request, exc: Unreachable) -> JSONResponse:
+        log.error("%s", exc)
+        return JSONResponse(status_code=503, content={"detail": f"this service is misconfigured: {exc}"})
+
     @app.exception_handler(TransitionRefused)
     async def _conflict(request: Request, exc: TransitionRefused) -> JSONResponse:
         return JSONResponse(status_code=409, content={"detail": str(exc)})
 
     @app.get("/v1/backends", response_model=list[BackendInfo])
     def backends(who: Who) -> list[BackendInfo]:
-        return manager.backends(who.name)
+        return manager.backends(who.name, who.admin)
 
     @app.post("/v1/jobs", response_model=JobRecord, status_code=201)
     def submit(spec: JobSpec, who: Who) -> JobRecord:
-        rec = manager.submit(spec, who.name)
-        log.info("job %s submitted by %s on %s", rec.jobid, who.name, spec.backend)
+        rec = manager.submit(spec, who.name, who.admin)
+        log.info("job %s submitted by %s on %s, runs as %s", rec.jobid, who.name, spec.backend, rec.account)
         return rec
 
     @app.get("/v1/jobs", response_model=JobList)
     def list_jobs(who: Who, state: JobState | None = None, limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
                   offset: Annotated[int, Query(ge=0)] = 0) -> JobList:
-        return manager.list(who.name, state, limit, offset)
+        return manager.list(who.name, state, limit, offset, admin=who.admin)
 
     @app.get("/v1/jobs/{jobid}", response_model=JobRecord)
     def get_job(jobid: JobId, who: Who) -> JobRecord:
-        return manager.get(jobid, who.name)
+        return manager.get(jobid, who.name, who.admin)
 
     @app.delete("/v1/jobs/{jobid}", response_model=JobRecord)
     def cancel(jobid: JobId, who: Who) -> JobRecord:
-        return manager.cancel(jobid, who.name)
+        return manager.cancel(jobid, who.name, who.admin)
 
     @app.post("/v1/jobs/{jobid}/rerun", response_model=JobRecord)
     def rerun(jobid: JobId, who: Who) -> JobRecord:
-        return manager.rerun(jobid, who.name)
+        return manager.rerun(jobid, who.name, who.admin)
 
     @app.get("/v1/jobs/{jobid}/logs", response_class=PlainTextResponse)
     def logs(jobid: JobId, who: Who, stream: Literal["stdout", "stderr"] = "stdout",
              jobndx: Annotated[int | None, Query(ge=1)] = None,
              tail: Annotated[int | None, Query(ge=1, le=1_000_000)] = None) -> str:
-        return manager.logs(jobid, who.name, stream, jobndx, tail)
+        return manager.logs(jobid, who.name, stream, jobndx, tail, admin=who.admin)
 
     @app.get("/v1/jobs/{jobid}/files", response_class=PlainTextResponse)
     def read_file(jobid: JobId, who: Who, path: Annotated[str, Query(min_length=1, max_length=4096)]) -> str:
-        """A text file inside the job folder (e.g. ``work/result.txt``); paths may not leave it."""
-        manager.get(jobid, who.name)  # ownership
+        """A text file inside the job folder (e.g. ``work/result.txt``); paths may not leave it nor use links."""
+        manager.get(jobid, who.name, who.admin)  # ownership
         job = JobDir.find(config.prefix, jobid)
-        target = confine(job.path, path, field="path")
-        if target.relative_to(job.path.resolve()).as_posix() in HIDDEN_FILES:
+        if PurePosixPath(path).as_posix() in HIDDEN_FILES:
             raise HTTPException(status_code=400, detail=f"path: {path!r} is private to psik")
-        if not target.is_file():
-            raise HTTPException(status_code=404, detail=f"path: no file {path!r} in job {jobid}")
-        if target.stat().st_size > MAX_FILE_BYTES:
+        try:
+            fh = safefs.open_file(job.path, path, "r", field="path")
+        except (FileNotFoundError, IsADirectoryError):
+            raise HTTPException(status_code=404, detail=f"path: no file {path!r} in job {jobid}") from None
+        with fh:
+            text = fh.read(MAX_FILE_BYTES + 1)
+        if len(text) > MAX_FILE_BYTES:
             raise HTTPException(status_code=413, detail=f"path: {path!r} is larger than {MAX_FILE_BYTES} bytes")
-        return target.read_text(errors="replace")
+        return text
 
     return app

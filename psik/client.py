@@ -70,30 +70,32 @@ class PsikClient(ServiceClient):
 
 
 class LocalPsik:
-    """The same interface in-process, acting as ``user`` (None: the local operator, who sees every job)."""
+    """The same interface in-process, acting as ``user`` (None: the local operator, who sees every job;
+    ``admin``: a user that sees every job too)."""
 
-    def __init__(self, config: PsikConfig | None = None, user: str | None = None) -> None:
+    def __init__(self, config: PsikConfig | None = None, user: str | None = None, admin: bool = False) -> None:
         self.manager = JobManager(config or load_config())
         self.user = user
+        self.admin = admin
 
     def backends(self) -> list[BackendInfo]:
-        return self.manager.backends(self.user)
+        return self.manager.backends(self.user, self.admin)
 
     def submit(self, spec: JobSpec | dict[str, Any]) -> JobRecord:
-        return self.manager.submit(_spec(spec), self.user)
+        return self.manager.submit(_spec(spec), self.user, self.admin)
 
     def get(self, jobid: str) -> JobRecord:
-        return self.manager.get(jobid, self.user)
+        return self.manager.get(jobid, self.user, self.admin)
 
     def list(self, state: JobState | str | None = None, limit: int = 100, offset: int = 0) -> JobList:
-        return self.manager.list(self.user, JobState(state) if state else None, limit, offset)
+        return self.manager.list(self.user, JobState(state) if state else None, limit, offset, admin=self.admin)
 
     def cancel(self, jobid: str) -> JobRecord:
-        return self.manager.cancel(jobid, self.user)
+        return self.manager.cancel(jobid, self.user, self.admin)
 
     def rerun(self, jobid: str) -> JobRecord:
-        return self.manager.rerun(jobid, self.user)
+        return self.manager.rerun(jobid, self.user, self.admin)
 
     def logs(self, jobid: str, stream: Stream = "stdout", jobndx: int | None = None,
              tail: int | None = None) -> str:
-        return self.manager.logs(jobid, self.user, stream, jobndx, tail)
+        return self.manager.logs(jobid, self.user, stream, jobndx, tail, admin=self.admin)

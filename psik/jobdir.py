@@ -1,14 +1,21 @@
-"""One folder per job: spec.json (0600), meta.json, status.csv (locked appends), log/, work/.
+"""One folder per job, belonging to the job's OS account (mode 0700): spec, state, logs, work.
 
 Layout::
 
+    PREFIX/                       the service's (0711: jobs reach their folder, nobody lists the others)
+    PREFIX/JOBID/                 the job's account, mode 0700
     PREFIX/JOBID/spec.json        the JobSpec, including the callback secret (mode 0600)
-    PREFIX/JOBID/meta.json        owner and creation time
+    PREFIX/JOBID/meta.json        owner identity, account and creation time
     PREFIX/JOBID/status.csv       time,jobndx,state,info  (one line per transition, appended under flock)
+    PREFIX/JOBID/callbacks.csv    seq,time,jobndx,state,delivered,attempts,detail (psik.delivery)
     PREFIX/JOBID/native.N         backend job id of run N (process group or SLURM job id)
     PREFIX/JOBID/log/stdout.N     output of run N
     PREFIX/JOBID/log/stderr.N
     PREFIX/JOBID/work/            default working directory
+
+The account runs the job, so it can change anything in its folder: every read and write of these
+files goes through ``psik.safefs`` (no links followed, regular files of the folder's owner only),
+and the account a job runs as is the folder's owner, not anything written in it.
 """
 
 from __future__ import annotations
@@ -24,13 +31,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
-from psik.models import JOBID_PATTERN, JobSpec, JobState, StatusEntry
+from psik import safefs
+from psik.accounts import Account, by_uid, give
+from psik.models import JOBID_PATTERN, CallbackDelivery, JobSpec, JobState, StatusEntry
 from psik.paths import PathEscape, confine
 
 Stream = Literal["stdout", "stderr"]
 _FIELDS = ("time", "jobndx", "state", "info")
+PREFIX_MODE = 0o711
 
 
 class JobNotFound(LookupError):
@@ -58,8 +68,9 @@ class JobDir:
 
     # -- creation and lookup ------------------------------------------------------------------
     @classmethod
-    def create(cls, prefix: Path, spec: JobSpec, owner: str) -> JobDir:
-        prefix.mkdir(parents=True, exist_ok=True, mode=0o700)
+    def create(cls, prefix: Path, spec: JobSpec, owner: str, account: Account) -> JobDir:
+        """Make the folder, its files and the script's working directory (``give_to`` then hands it over)."""
+        make_prefix(prefix)
         jobid = new_jobid()
         path = prefix / jobid
         path.mkdir(mode=0o700)
@@ -72,9 +83,15 @@ class JobDir:
             _remove_tree(path)
             raise
         _write_private(path / "spec.json", spec.model_dump_json(indent=1))
-        _write_private(path / "meta.json", json.dumps({"owner": owner, "created": time.time()}))
+        _write_private(path / "meta.json", json.dumps({"owner": owner, "account": account.name,
+                                                       "created": time.time()}))
         (path / "status.csv").touch(mode=0o600)
+        (path / "callbacks.csv").touch(mode=0o600)
         return job
+
+    def give_to(self, account: Account) -> None:
+        """Hand the folder (made by the service, nothing in it yet run) to the job's account, mode 0700."""
+        give(self.path, account)
 
     @classmethod
     def find(cls, prefix: Path, jobid: str) -> JobDir:
@@ -98,11 +115,21 @@ class JobDir:
     def jobid(self) -> str:
         return self.path.name
 
+    def read(self, relative: str, limit: int | None = None) -> str:
+        return safefs.read_text(self.path, relative, limit)
+
     def spec(self) -> JobSpec:
-        return JobSpec.model_validate_json((self.path / "spec.json").read_text())
+        return JobSpec.model_validate_json(self.read("spec.json"))
 
     def owner(self) -> str:
-        return str(json.loads((self.path / "meta.json").read_text())["owner"])
+        return str(json.loads(self.read("meta.json"))["owner"])
+
+    def folder_uid(self) -> int:
+        return os.stat(self.path, follow_symlinks=False).st_uid
+
+    def account(self) -> Account:
+        """The account the job runs as: the folder's owner (the job cannot change that)."""
+        return by_uid(self.folder_uid())
 
     def workdir(self, spec: JobSpec | None = None) -> Path:
         spec = spec or self.spec()
@@ -111,19 +138,24 @@ class JobDir:
     def log_path(self, stream: Stream, jobndx: int) -> Path:
         return self.path / "log" / f"{stream}.{int(jobndx)}"
 
+    def log_tail(self, stream: Stream, jobndx: int, lines: int) -> list[str]:
+        """The last ``lines`` lines of a run's output (at most the last 64 KiB of it)."""
+        text = safefs.read_tail(self.path, f"log/{stream}.{int(jobndx)}", 65536)
+        return text.splitlines()[-lines:] if lines > 0 else []
+
     def set_native_id(self, jobndx: int, native: str) -> None:
-        (self.path / f"native.{int(jobndx)}").write_text(native)
+        safefs.write_text(self.path, f"native.{int(jobndx)}", native)
 
     def native_id(self, jobndx: int) -> str | None:
         try:
-            return (self.path / f"native.{int(jobndx)}").read_text().strip() or None
+            return self.read(f"native.{int(jobndx)}", 256).strip() or None
         except FileNotFoundError:
             return None
 
     # -- status.csv --------------------------------------------------------------------------
     @contextmanager
-    def _locked(self) -> Iterator[io.TextIOWrapper]:
-        with open(self.path / "status.csv", "a+", newline="") as fh:
+    def _locked(self) -> Iterator[IO[str]]:
+        with safefs.open_file(self.path, "status.csv", "a+", create=True) as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield fh
@@ -140,7 +172,7 @@ class JobDir:
         return out
 
     def history(self) -> list[StatusEntry]:
-        with open(self.path / "status.csv", newline="") as fh:
+        with safefs.open_file(self.path, "status.csv", "r") as fh:
             fcntl.flock(fh, fcntl.LOCK_SH)
             try:
                 return self._parse(fh.read())
@@ -189,6 +221,28 @@ class JobDir:
             fh.flush()
             os.fsync(fh.fileno())
             return entry
+
+
+    # -- callbacks.csv (written by psik.delivery) ---------------------------------------------------
+    def deliveries(self) -> list[CallbackDelivery]:
+        try:
+            text = self.read("callbacks.csv")
+        except FileNotFoundError:
+            return []
+        out = []
+        for row in csv.reader(io.StringIO(text)):
+            if len(row) == 7:
+                out.append(CallbackDelivery(seq=int(row[0]), time=float(row[1]), jobndx=int(row[2]),
+                                            state=JobState(row[3]), delivered=row[4] == "delivered",
+                                            attempts=int(row[5]), detail=row[6]))
+        return out
+
+
+def make_prefix(prefix: Path) -> None:
+    """The folder holding job folders: searchable by the jobs' accounts, listable by the service only."""
+    if not prefix.is_dir():
+        prefix.mkdir(parents=True, exist_ok=True, mode=PREFIX_MODE)
+        os.chmod(prefix, PREFIX_MODE)
 
 
 def _remove_tree(path: Path) -> None:

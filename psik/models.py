@@ -1,7 +1,9 @@
-"""Pydantic models at every Psi-k boundary: job specs, backend configs, states and job records."""
+"""Pydantic models at every Psi-k boundary: job specs, backend configs and their limits, accounts,
+states, job records and callback deliveries."""
 
 from __future__ import annotations
 
+import os
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -11,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 JOBID_PATTERN = r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{6}$"
+ACCOUNT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$"  # an OS login name
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+LOCAL_PROCESSES_PER_CPU = 8  # a local backend without limits.process_count allows this many per CPU
 RESERVED_ENV = frozenset({"jobid", "jobndx", "base", "mpirun", "nodes"})
 
 
@@ -41,10 +45,13 @@ _RANK = {JobState.NEW: 0, JobState.QUEUED: 1, JobState.ACTIVE: 2,
          JobState.COMPLETED: 3, JobState.FAILED: 3, JobState.CANCELED: 3}
 
 
+MAX_DURATION = 60 * 24 * 30  # minutes: no backend runs a job longer than 30 days
+
+
 class Resources(Strict):
     """What one run of a job needs. ``duration`` is the wall-time limit in minutes."""
 
-    duration: float = Field(default=10.0, gt=0, le=60 * 24 * 30)
+    duration: float = Field(default=10.0, gt=0, le=MAX_DURATION)
     node_count: int = Field(default=1, ge=1, le=100_000)
     process_count: int = Field(default=1, ge=1, le=10_000_000)
     processes_per_node: int | None = Field(default=None, ge=1, le=100_000)
@@ -90,6 +97,38 @@ class JobSpec(Strict):
         return self.model_copy(update={"cb_secret": None})
 
 
+class ResourceLimits(Strict):
+    """The most one job may ask of a backend (None: only the model's own bounds); same names as Resources."""
+
+    duration: float | None = Field(default=None, gt=0, le=MAX_DURATION, description="minutes")
+    node_count: int | None = Field(default=None, ge=1)
+    process_count: int | None = Field(default=None, ge=1)
+    processes_per_node: int | None = Field(default=None, ge=1)
+    cpu_cores_per_process: int | None = Field(default=None, ge=1)
+    gpu_cores_per_process: int | None = Field(default=None, ge=0)
+
+    def exceeded(self, resources: Resources) -> list[LimitExceeded]:
+        """Every field of ``resources`` above its limit, in field order."""
+        out = []
+        for name in type(self).model_fields:
+            limit, value = getattr(self, name), getattr(resources, name)
+            if limit is not None and value is not None and value > limit:
+                out.append(LimitExceeded(name, value, limit))
+        return out
+
+
+class LimitExceeded(ValueError):
+    """A job asks for more than its backend allows: ``field`` of Resources, its ``value`` and the ``limit``."""
+
+    def __init__(self, field: str, value: float, limit: float, backend: str = "") -> None:
+        where = f"backend {backend!r}" if backend else "this backend"
+        super().__init__(f"{value:.10g} is more than {where} allows ({limit:.10g})")
+        self.field, self.value, self.limit, self.backend = field, value, limit, backend
+
+    def for_backend(self, backend: str) -> LimitExceeded:
+        return LimitExceeded(self.field, self.value, self.limit, backend)
+
+
 class BackendConfig(Strict):
     """One backend, defined in the server-side config only."""
 
@@ -101,9 +140,24 @@ class BackendConfig(Strict):
     users: list[str] | None = Field(
         default=None, description="certificate names allowed to use this backend; null means everyone")
     mpirun: str | None = Field(default=None, description="command the job sees as $mpirun")
+    limits: ResourceLimits = Field(
+        default_factory=ResourceLimits,
+        description="the most one job may ask for; a local backend allows at most "
+                    f"{LOCAL_PROCESSES_PER_CPU} processes per CPU unless limits.process_count says otherwise")
 
-    def allows(self, user: str, admins: list[str]) -> bool:
-        return self.users is None or user in self.users or user in admins
+    def allows(self, user: str, admin: bool = False) -> bool:
+        return self.users is None or user in self.users or admin
+
+    def effective_limits(self) -> ResourceLimits:
+        """The configured limits, with the local backend's default bound on processes filled in."""
+        if self.type == "local" and self.limits.process_count is None:
+            return self.limits.model_copy(
+                update={"process_count": LOCAL_PROCESSES_PER_CPU * (os.cpu_count() or 1)})
+        return self.limits
+
+    def max_duration(self) -> float:
+        """The longest run (minutes) this backend takes."""
+        return self.limits.duration or MAX_DURATION
 
 
 def default_backends() -> dict[str, BackendConfig]:
@@ -113,8 +167,23 @@ def default_backends() -> dict[str, BackendConfig]:
 class PsikConfig(Strict):
     prefix: Path
     backends: dict[str, BackendConfig] = Field(default_factory=default_backends)
-    admins: list[str] = Field(default_factory=list)
+    admins: list[str] = Field(
+        default_factory=list, description="identities that see every job (only names the server's own CA signed)")
+    accounts: dict[str, str] | None = Field(
+        default=None,
+        description="certificate identity -> OS account its jobs run as; unset: only the identity named like "
+                    "the account the service runs as, which its jobs run as")
     poll_interval: float = Field(default=10.0, gt=0, description="seconds between SLURM reconciliations")
+
+    @field_validator("accounts")
+    @classmethod
+    def _accounts(cls, accounts: dict[str, str] | None) -> dict[str, str] | None:
+        for name, login in (accounts or {}).items():
+            if not name or len(name) > 255:
+                raise ValueError(f"identity {name!r} must be 1-255 characters")
+            if not re.match(ACCOUNT_PATTERN, login):
+                raise ValueError(f"account {login!r} for identity {name!r} is not an OS login name")
+        return accounts
 
     @field_validator("backends")
     @classmethod
@@ -140,6 +209,19 @@ class BackendInfo(Strict):
     queue_name: str | None = None
     project_name: str | None = None
     reservation_id: str | None = None
+    limits: ResourceLimits = Field(default_factory=ResourceLimits)
+
+
+class CallbackDelivery(Strict):
+    """The outcome of posting one state change (``seq``: its line in the job's history) to the callback URL."""
+
+    seq: int
+    time: float
+    jobndx: int
+    state: JobState
+    delivered: bool
+    attempts: int
+    detail: str = ""
 
 
 class JobRecord(Strict):
@@ -147,12 +229,16 @@ class JobRecord(Strict):
 
     jobid: str
     owner: str
+    account: str | None = Field(default=None, description="OS account the job runs as")
     spec: JobSpec
     jobndx: int
     state: JobState
     info: str = ""
     history: list[StatusEntry]
     native_id: str | None = None
+    callbacks: list[CallbackDelivery] = Field(
+        default_factory=list, description="state changes posted to the callback URL, delivered or failed")
+    callbacks_pending: int = Field(default=0, description="state changes not yet posted")
 
 
 class JobList(Strict):

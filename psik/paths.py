@@ -10,8 +10,8 @@ class PathEscape(ValueError):
     """A path in a request points outside the job folder."""
 
 
-def confine(base: Path, relative: str, *, field: str = "path") -> Path:
-    """Resolve ``relative`` under ``base``; refuse absolute paths, ``..`` and symlinks that escape."""
+def inside(relative: str, *, field: str = "path") -> PurePosixPath:
+    """``relative`` as a path that stays inside a job folder: not empty, not absolute, no ``..``."""
     if not relative or "\x00" in relative:
         raise PathEscape(f"{field}: empty or NUL-containing path is not allowed")
     pure = PurePosixPath(relative)
@@ -19,6 +19,12 @@ def confine(base: Path, relative: str, *, field: str = "path") -> Path:
         raise PathEscape(f"{field}: absolute path {relative!r} is not allowed; give a path inside the job folder")
     if ".." in pure.parts:
         raise PathEscape(f"{field}: '..' in {relative!r} is not allowed; paths stay inside the job folder")
+    return pure
+
+
+def confine(base: Path, relative: str, *, field: str = "path") -> Path:
+    """Resolve ``relative`` under ``base``; refuse absolute paths, ``..`` and symlinks that escape."""
+    pure = inside(relative, field=field)
     root = base.resolve()
     target = (root / pure).resolve()
     if target != root and root not in target.parents:

@@ -1,9 +1,11 @@
 """Supervisor of one local run: ``python -m psik.run JOBDIR JOBNDX``.
 
-Leads its own process group (the local backend starts it with a new session). Marks the run active,
-runs the script with $jobid $jobndx $base $mpirun $nodes, enforces the time limit, and marks the run
-completed or failed by exit code. A cancel signals the whole group; the supervisor then makes sure
-nothing of the group survives.
+Runs as the job's account and leads its own process group (the local backend starts it so). Checks
+that the script can start (``psik.launch.preflight``: a missing script or interpreter fails the run
+saying which), marks the run active, runs the script with $jobid $jobndx $base $mpirun $nodes,
+enforces the time limit, and marks the run completed or failed with its exit code and last error
+line. Callbacks go out in the background; before it exits the supervisor waits (bounded) for them.
+A cancel signals the whole group; the supervisor then makes sure nothing of the group survives.
 """
 
 from __future__ import annotations
@@ -15,13 +17,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-from psik.backends.base import default_mpirun, job_variables, script_command
+from psik import delivery
+from psik.backends.base import SCRIPT_NAME, default_mpirun, job_variables, script_command
 from psik.backends.local import CANCEL_GRACE
 from psik.jobdir import JobDir
+from psik.launch import exit_reason, preflight, start_error
 from psik.models import JobState
+from psik.safefs import read_tail
 from psik.transitions import reach
 
 log = logging.getLogger("psik.run")
+FLUSH_TIMEOUT = 60.0  # seconds a finished supervisor waits for its callbacks to go out
 
 
 def end_own_group(proc: subprocess.Popen[bytes], grace: float = CANCEL_GRACE) -> None:
@@ -32,20 +38,31 @@ def end_own_group(proc: subprocess.Popen[bytes], grace: float = CANCEL_GRACE) ->
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         pass
+    delivery.flush(FLUSH_TIMEOUT)
     logging.shutdown()
     os.killpg(0, signal.SIGKILL)
 
 
-def run(job: JobDir, jobndx: int) -> int:
+def job_environment(job: JobDir, jobndx: int) -> dict[str, str]:
     spec = job.spec()
-    if reach(job, jobndx, JobState.ACTIVE, f"pid {os.getpid()}") is None:
-        return 0  # canceled before it started
     env = dict(os.environ) if spec.inherit_environment else {
-        k: os.environ[k] for k in ("PATH", "HOME", "USER", "LANG", "TMPDIR") if k in os.environ}
+        k: os.environ[k] for k in ("PATH", "HOME", "USER", "LOGNAME", "LANG", "TMPDIR") if k in os.environ}
     env.pop("PSIK_MPIRUN", None)
     mpirun = os.environ.get("PSIK_MPIRUN") or default_mpirun()
     env.update(spec.environment)
     env.update(job_variables(job, jobndx, mpirun, str(spec.resources.node_count)))
+    return env
+
+
+def run(job: JobDir, jobndx: int) -> int:
+    spec = job.spec()
+    env = job_environment(job, jobndx)
+    problem = preflight(job.path / SCRIPT_NAME, spec.script, env)
+    if problem is not None:
+        reach(job, jobndx, JobState.FAILED, f"cannot start the script: {problem}")
+        return 1
+    if reach(job, jobndx, JobState.ACTIVE, f"pid {os.getpid()}") is None:
+        return 0  # canceled before it started
     terminated: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(signum))
     with open(job.log_path("stdout", jobndx), "ab") as out, open(job.log_path("stderr", jobndx), "ab") as err:
@@ -53,7 +70,7 @@ def run(job: JobDir, jobndx: int) -> int:
             proc = subprocess.Popen(script_command(job, spec), cwd=job.workdir(spec), env=env,
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         except OSError as exc:
-            reach(job, jobndx, JobState.FAILED, f"could not start the script: {exc}")
+            reach(job, jobndx, JobState.FAILED, f"cannot start the script: {start_error(exc)}")
             return 1
         try:
             rc = proc.wait(timeout=spec.resources.duration * 60)
@@ -67,10 +84,8 @@ def run(job: JobDir, jobndx: int) -> int:
         return 1
     if rc == 0:
         reach(job, jobndx, JobState.COMPLETED)
-    elif rc < 0:
-        reach(job, jobndx, JobState.FAILED, f"killed by signal {-rc}")
     else:
-        reach(job, jobndx, JobState.FAILED, f"exit code {rc}")
+        reach(job, jobndx, JobState.FAILED, exit_reason(rc, read_tail(job.path, f"log/stderr.{jobndx}", 4096)))
     return 0
 
 
@@ -80,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m psik.run JOBDIR JOBNDX", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    return run(JobDir(Path(args[0])), int(args[1]))
+    try:
+        return run(JobDir(Path(args[0])), int(args[1]))
+    finally:
+        delivery.flush(FLUSH_TIMEOUT)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,22 @@ class MessageInfo:
     fmt: PayloadFormat = PayloadFormat.RAW
 
 
+@dataclass(frozen=True)
+class StreamStart:
+    """What rank 0 knows when it writes the stream header.
+
+    ``events``: events the run will stream (before any the source skips), None when unknown;
+    ``facts``: ``Serializer.header_facts`` of the first batch of the lowest rank that has one ({} if none).
+    """
+
+    events: int | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+class DeliveryError(RuntimeError):
+    """A handler could not deliver the stream: no receiver came, one went away, or one stopped taking messages."""
+
+
 class DataSource(ABC):  # noqa: B024 - a base for per-datum helpers, no required method
     """Extracts one named datum from an event of a source (used by sources that need per-datum logic)."""
 
@@ -116,7 +132,12 @@ class Serializer(ABC):
         self.config = config
         self.context = context
 
-    def stream_header(self) -> list[Message]:
+    def header_facts(self, first: Batch) -> dict[str, Any]:
+        """Small picklable facts the stream header needs from the data (e.g. image size), from this rank's
+        first batch. Called on every rank that has data; rank 0 gets those of the lowest such rank."""
+        return {}
+
+    def stream_header(self, start: StreamStart | None = None) -> list[Message]:
         """Messages sent once per stream before any data, by rank 0 only (e.g. SIMPLON dheader)."""
         return []
 

@@ -5,7 +5,7 @@
     lclstreamer validate cfg.yaml
 
 Under ``mpiexec -n N`` every rank runs the same command. Invalid input exits 2 with a clear message and no
-traceback.
+traceback; a stream that could not be delivered (no receiver, or one that went away) exits 1 the same way.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from streamer.config import ConfigError, config_schema, describe, load_config
 from streamer.sources.errors import SourceError
 
+EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -56,9 +57,9 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
     print(f"lclstreamer: error: {message}", file=sys.stderr)
-    return EXIT_BAD_INPUT
+    return code
 
 
 def cmd_schema(argv: list[str]) -> int:
@@ -95,10 +96,13 @@ def cmd_run(argv: list[str]) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         return _fail(exc.describe()) if rank == 0 else EXIT_BAD_INPUT
+    from streamer.base import DeliveryError
     from streamer.runner import SetupError, error_text, run_streamer
 
     try:
         summary = run_streamer(config, num_events=args.num_events, comm=comm, progress=args.progress)
+    except DeliveryError as exc:  # no receiver, or one that went away: the stream is incomplete
+        return _fail(str(exc), EXIT_FAILED)
     except (SourceError, ConfigError, SetupError, OSError) as exc:  # OSError: a handler cannot write/bind/connect
         return _fail(error_text(exc)) if rank == 0 else EXIT_BAD_INPUT
     if summary is not None:

@@ -8,6 +8,7 @@ MPI job, so no rank waits forever at a barrier.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import logging
 import sys
 import time
@@ -16,11 +17,13 @@ from typing import Any, TypeVar
 
 from streamer.base import (
     DataHandler,
+    DeliveryError,
     EventSource,
     Message,
     MessageInfo,
     RunContext,
     Serializer,
+    StreamStart,
     message_nbytes,
 )
 from streamer.config import StreamerConfig
@@ -173,7 +176,12 @@ def run_streamer(config: StreamerConfig, *, num_events: int | None = None, comm:
                  indices.start, indices.stop - 1, total)
         setup_together(context, chain.open_handlers)
         try:
-            figures = stream_rank(chain, indices, progress)
+            figures = stream_rank(chain, indices, progress, total=total)
+        except DeliveryError as exc:
+            if comm is not None and nranks > 1:
+                log.error("rank %d: %s; stopping every rank", rank, exc)
+                comm.Abort(1)
+            raise
         except BaseException:
             if comm is not None and nranks > 1:
                 log.exception("rank %d failed while streaming; aborting the MPI job", rank)
@@ -187,21 +195,42 @@ def run_streamer(config: StreamerConfig, *, num_events: int | None = None, comm:
     return RunSummary.combine(config.source_identifier, gathered)
 
 
-def stream_rank(chain: Chain, indices: range, show_progress: bool | None) -> RankSummary:
-    """This rank's stream on opened handlers: header (rank 0), batches, flush, barrier, footer, close."""
+def header_start(chain: Chain, first: Any, total: int | None) -> StreamStart:
+    """Collective: the header facts of the lowest rank whose first item exists (``first`` is this rank's)."""
+    facts = chain.serializer.header_facts(as_batch(first)) if first is not None else None
+    context = chain.context
+    if context.comm is not None and context.nranks > 1:
+        gathered = context.comm.gather(facts, root=0)
+        facts = next((f for f in gathered or [] if f is not None), None)
+    return StreamStart(events=total, facts=facts or {})
+
+
+def stream_rank(chain: Chain, indices: range, show_progress: bool | None, total: int | None = None) -> RankSummary:
+    """This rank's stream on opened handlers: header (rank 0), batches, flush, barrier, footer, close.
+
+    Every rank computes its first item before the header, so the header can describe the data (e.g. the
+    image size of a SIMPLON series) even when rank 0 itself has no events.
+    """
     context = chain.context
     stream = RankStream(chain)
+    items = chain.items(indices)
+    peeked = time.monotonic()
+    first_item = next(items, None)
+    peek_s = time.monotonic() - peeked  # counted in the rates; waiting for the header and barrier is not
+    start = header_start(chain, first_item, len(indices) if total is None else total)
     if context.rank == 0:
-        stream.send(chain.serializer.stream_header(), 0)
+        stream.send(chain.serializer.stream_header(start), 0)
     context.barrier()
-    started = time.monotonic()
+    if first_item is not None:
+        items = itertools.chain([first_item], items)
+    started = time.monotonic() - peek_s
     label = f"rank {context.rank}/{context.nranks}: " if context.nranks > 1 else ""
     bar = Progress(len(indices), label=label, enabled=False if context.rank != 0 else show_progress,
                    stream=sys.stderr)
     events = batches = 0
     first: int | None = None
     last: int | None = None
-    for item in chain.items(indices):
+    for item in items:
         batch = as_batch(item)
         count = batch.event_count
         nbytes = stream.send(chain.serializer.serialize(batch, batches), count)

@@ -51,9 +51,64 @@ def test_docker_compose_follows_the_compose_schema() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_docker_compose_service_config_is_valid() -> None:
+def test_docker_compose_service_configs_are_valid() -> None:
     from lclstream_api.settings import load_settings
+    from psik.config import validate
+    from psik.models import PsikConfig
 
     compose = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
     settings = load_settings(yaml.safe_load(compose["configs"]["lclstream-api"]["content"]))
     assert settings.port_pool.start == 20000
+    psik = validate(PsikConfig, yaml.safe_load(compose["configs"]["psik"]["content"]), "compose psik config")
+    assert set(psik.backends) == {"default"}
+
+
+COMPOSE_SERVICES = {"kafka", "postgres", "airflow-api-server", "airflow-scheduler", "airflow-dag-processor",
+                    "airflow-triggerer", "elog", "psik-api", "lclstream-api"}
+
+
+def test_docker_compose_runs_every_piece_from_the_built_image_with_a_healthcheck() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+    services = compose["services"]
+    assert COMPOSE_SERVICES <= set(services)
+    for name in COMPOSE_SERVICES:
+        assert "healthcheck" in services[name], f"{name} has no healthcheck"
+    ours = {name: s for name, s in services.items() if s.get("image") == "lclstream:latest"}
+    assert set(ours) >= COMPOSE_SERVICES - {"kafka", "postgres"}
+    assert all(s.get("build") == "." for s in ours.values())
+    assert "pip install" not in (ROOT / "docker-compose.yaml").read_text()  # installed at build time
+
+
+def test_dockerfile_copies_every_package_it_installs() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for pattern in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]:
+        package = pattern.rstrip("*")
+        assert f"COPY {package} ./{package}" in dockerfile, f"the Dockerfile does not copy {package}/"
+    assert "RUN pip install ." in dockerfile
+
+
+def test_documents_link_only_to_files_in_the_repository() -> None:
+    import re
+
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = doc.read_text()
+        assert "../shared" not in text, f"{doc.name} points outside the repository"
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
+            if "://" not in target:
+                assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"
+    assert "](docs/architecture.md)" in (ROOT / "README.md").read_text()
+
+
+def test_readme_opens_with_the_two_commands_and_what_they_install() -> None:
+    readme = (ROOT / "README.md").read_text()
+    first_block = readme.split("```")[1]
+    assert "make demo" in first_block and "make test" in first_block
+    opening = readme[:readme.index("## ")]
+    assert "as root" in opening.replace("**", "") and "system services" in opening.replace("**", "")
+
+
+def test_make_venv_shows_the_install() -> None:
+    result = subprocess.run(["make", "-n", "-B", "venv"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    (install,) = [line for line in result.stdout.splitlines() if "install" in line and ".[test]" in line]
+    assert " -q" not in install  # pip lists each package instead of a minute of silence

@@ -8,6 +8,7 @@ import sys
 from abc import ABC, abstractmethod
 from pathlib import Path
 
+from psik.accounts import Account
 from psik.jobdir import JobDir
 from psik.models import BackendConfig, JobSpec
 
@@ -15,7 +16,7 @@ SCRIPT_NAME = "script.sh"
 
 
 def write_script(job: JobDir, spec: JobSpec) -> Path:
-    """Store the user's script in the job folder, executable by the owner only."""
+    """Store the user's script in the job folder (before it is handed to the account), executable by the owner only."""
     path = job.path / SCRIPT_NAME
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700)
     with os.fdopen(fd, "w") as fh:
@@ -40,8 +41,9 @@ def job_variables(job: JobDir, jobndx: int, mpirun: str, nodes: str) -> dict[str
 
 class Backend(ABC):
     @abstractmethod
-    def start(self, job: JobDir, spec: JobSpec, jobndx: int, config: BackendConfig) -> None:
-        """Start run ``jobndx`` (already recorded as queued); record its native id; report failure to start."""
+    def start(self, job: JobDir, spec: JobSpec, jobndx: int, config: BackendConfig, account: Account) -> None:
+        """Start run ``jobndx`` (already recorded as queued) as ``account``; record its native id; report
+        failure to start."""
 
     @abstractmethod
     def cancel(self, job: JobDir, jobndx: int, config: BackendConfig) -> None:

@@ -1,8 +1,13 @@
 """SLURM backend: render an sbatch script, submit with --parsable, cancel with scancel, reconcile.
 
-The rendered script reports ``active`` and ``completed``/``failed`` (by exit code) itself through
-``psik reached``. A run killed by SLURM (time limit, node failure, scancel from outside) cannot report,
-so :func:`reconcile` asks ``scontrol``/``sacct`` how it ended and records that, with the reason.
+A service running as root submits as the job's account (``sbatch --uid/--gid``), so the whole job runs
+with that account's rights; the script goes to sbatch on its standard input, never read back from the
+account's folder. The rendered script checks that the user's script can start and reports ``active``
+(``psik started``: else failed, naming the missing or non-executable file) and its end (``psik
+ended``: completed, or failed with the exit code and last error line) itself, and posts its callbacks with ``psik deliver``
+in the background while the user's script runs. A run killed by SLURM (time limit, node failure,
+scancel from outside) cannot report, so :func:`reconcile` asks ``scontrol``/``sacct`` how it ended and
+records that, with the reason.
 """
 
 from __future__ import annotations
@@ -12,8 +17,11 @@ import math
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from psik import accounts, safefs
+from psik.accounts import Account
 from psik.backends.base import job_variables, script_command
 from psik.jobdir import JobDir
 from psik.models import BackendConfig, JobSpec, JobState
@@ -67,33 +75,45 @@ def sbatch_directives(spec: JobSpec, config: BackendConfig, job: JobDir, jobndx:
     return ["#SBATCH " + line for line in lines]
 
 
-def render_script(job: JobDir, spec: JobSpec, jobndx: int, config: BackendConfig) -> str:
+def render_script(job: JobDir, spec: JobSpec, jobndx: int, config: BackendConfig,
+                  account: Account | None = None) -> str:
     q = shlex.quote
     psik = f"{q(sys.executable)} -m psik.cli -v --prefix {q(str(job.path.parent))}"
     variables = job_variables(job, jobndx, config.mpirun or "srun", "${SLURM_JOB_NUM_NODES:-1}")
-    exports = [f"export {k}={q(v)}" for k, v in spec.environment.items()]
+    who = accounts.environment(account) if account is not None and not account.is_current else {}
+    exports = [f"export {k}={q(v)}" for k, v in {**who, **spec.environment}.items()]
     exports += [f"export {k}={q(v)}" for k, v in variables.items() if k != "nodes"]
     exports.append('export nodes="${SLURM_JOB_NUM_NODES:-1}"')
-    reached = f"{psik} reached {q(job.jobid)} {jobndx}"
+    job_ref = f"{q(job.jobid)} {jobndx}"
     plog = q(str(job.path / "log" / f"psik.{jobndx}"))
     return "\n".join([
         "#!/bin/bash",
         *sbatch_directives(spec, config, job, jobndx),
         "# rendered by psik: reports its own state; runs killed by SLURM are reconciled from scontrol/sacct",
         *exports,
-        f'{reached} active "slurm job $SLURM_JOB_ID on $SLURM_JOB_NODELIST" >>{plog} 2>&1',
+        f'if ! {psik} started --no-deliver {job_ref} "slurm job $SLURM_JOB_ID on $SLURM_JOB_NODELIST" >>{plog} 2>&1; then',
+        f"  {psik} deliver {q(job.jobid)} >>{plog} 2>&1; exit 1  # cannot start (recorded as failed, saying why)",
+        "fi",
+        f"{psik} deliver {q(job.jobid)} >>{plog} 2>&1 &  # callbacks go out while the script runs",
+        "psik_deliver=$!",
         " ".join(q(a) for a in script_command(job, spec)),
         "rc=$?",
-        f"if [ $rc -eq 0 ]; then {reached} completed >>{plog} 2>&1",
-        f'elif [ $rc -lt 128 ]; then {reached} failed "exit code $rc" >>{plog} 2>&1',
-        "fi  # rc >= 128: killed by a signal; how it ended is read from SLURM",
+        f"{psik} ended --no-deliver {job_ref} $rc >>{plog} 2>&1  # rc >= 128: killed; read from SLURM",
+        'wait "$psik_deliver"',
+        f"{psik} deliver {q(job.jobid)} >>{plog} 2>&1",
         "exit $rc",
         "",
     ])
 
 
-def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False)
+def submit_as(account: Account) -> list[str]:
+    """sbatch options that make the job run as ``account`` (none when it is the service's own)."""
+    return [] if account.is_current else [f"--uid={account.uid}", f"--gid={account.gid}"]
+
+
+def _run(argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False,
+                          input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL)
 
 
 @dataclass(frozen=True)
@@ -101,6 +121,12 @@ class SlurmJobState:
     state: str  # e.g. RUNNING, TIMEOUT, CANCELLED
     reason: str = ""
     exit_code: str = ""
+    uid: int | None = None  # the job's owner, from scontrol's UserId=name(uid)
+
+
+def _uid(user_id: str) -> int | None:
+    inside = user_id.rpartition("(")[2].rstrip(")")
+    return int(inside) if inside.isdigit() else None
 
 
 def query_scontrol(native: str) -> SlurmJobState | None:
@@ -111,7 +137,8 @@ def query_scontrol(native: str) -> SlurmJobState | None:
     if out.returncode != 0 or "JobState=" not in out.stdout:
         return None
     fields = dict(tok.split("=", 1) for tok in out.stdout.split() if "=" in tok)
-    return SlurmJobState(fields.get("JobState", "UNKNOWN"), fields.get("Reason", ""), fields.get("ExitCode", ""))
+    return SlurmJobState(fields.get("JobState", "UNKNOWN"), fields.get("Reason", ""), fields.get("ExitCode", ""),
+                         _uid(fields.get("UserId", "")))
 
 
 def query_sacct(native: str) -> SlurmJobState | None:
@@ -147,12 +174,22 @@ def outcome(found: SlurmJobState) -> tuple[JobState, str] | None:
     return JobState.FAILED, f"{REASONS.get(name, name.lower())} ({detail})"
 
 
+def _ask(job: JobDir, native: str,
+         query: Callable[[str], SlurmJobState | None]) -> tuple[bool, SlurmJobState | None]:
+    """(True, what ``query`` says about SLURM job ``native``), or (False, None) when SLURM cannot say."""
+    try:
+        return True, query(native)
+    except (OSError, subprocess.TimeoutExpired, SlurmError) as exc:
+        log.warning("job %s: cannot query SLURM job %s: %s", job.jobid, native, exc)
+        return False, None
+
+
 class SlurmBackend:
-    def start(self, job: JobDir, spec: JobSpec, jobndx: int, config: BackendConfig) -> None:
-        path = job.path / f"slurm.{jobndx}.sh"
-        path.write_text(render_script(job, spec, jobndx, config))
+    def start(self, job: JobDir, spec: JobSpec, jobndx: int, config: BackendConfig, account: Account) -> None:
+        script = render_script(job, spec, jobndx, config, account)
+        safefs.write_text(job.path, f"slurm.{jobndx}.sh", script)  # kept for people; sbatch reads stdin
         try:
-            out = _run(["sbatch", "--parsable", str(path)])
+            out = _run(["sbatch", "--parsable", *submit_as(account)], stdin=script)
         except (OSError, subprocess.TimeoutExpired) as exc:
             reach(job, jobndx, JobState.FAILED, f"sbatch could not run: {exc}")
             return
@@ -165,7 +202,14 @@ class SlurmBackend:
 
     def cancel(self, job: JobDir, jobndx: int, config: BackendConfig) -> None:
         native = job.native_id(jobndx)
-        if native is None:
+        if native is None or not native.isdigit():
+            return
+        # native.N lies in the job's own folder: cancel the SLURM job only if it is the account's
+        asked, found = _ask(job, native, query_scontrol)
+        if not asked:
+            return
+        if found is None or found.uid != job.folder_uid():
+            log.warning("job %s run %d: SLURM job %s is not this job's; not cancelling it", job.jobid, jobndx, native)
             return
         out = _run(["scancel", native])
         if out.returncode != 0:
@@ -175,10 +219,8 @@ class SlurmBackend:
         native = job.native_id(jobndx)
         if native is None:
             return
-        try:
-            found = query_state(native)
-        except (OSError, subprocess.TimeoutExpired, SlurmError) as exc:
-            log.warning("job %s: cannot query SLURM job %s: %s", job.jobid, native, exc)
+        asked, found = _ask(job, native, query_state)
+        if not asked:
             return
         if found is None:
             reach(job, jobndx, JobState.FAILED, f"SLURM job {native} vanished without reporting")

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import zmq
 
-from streamer.base import Message, RunContext
+from streamer.base import DeliveryError, Message, RunContext
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ Deliver = Callable[[list, bool], None]  # (parts, multipart) -> None; parts are 
 _MESSAGE, _MULTIPART, _FLUSH, _FLUSHED, _FAILED = b"M", b"L", b"F", b"K", b"E"
 
 
-class FunnelError(RuntimeError):
+class FunnelError(DeliveryError):
     """Rank 0 could not deliver a message another rank sent through the funnel."""
 
 

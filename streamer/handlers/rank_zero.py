@@ -17,10 +17,15 @@ from streamer.handlers.rank_funnel import RankFunnel
 class RankZeroHandler(DataHandler):
     _funnel: RankFunnel | None = None
 
+    @property
+    def funnel_timeout_s(self) -> float:
+        """How long a rank > 0 waits for rank 0 to take (and confirm) its messages."""
+        return float(self.config.send_timeout_s)  # type: ignore[attr-defined]
+
     def open(self) -> None:
         if self.context.nranks > 1:
             self._funnel = RankFunnel(self.context, host=self.config.funnel_host,  # type: ignore[attr-defined]
-                                      timeout_s=self.config.send_timeout_s)  # type: ignore[attr-defined]
+                                      timeout_s=self.funnel_timeout_s)
         if self.context.rank == 0:
             self.open_transport()
         if self._funnel is not None:

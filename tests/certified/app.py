@@ -13,8 +13,8 @@ flaky_calls = {"count": 0}
 
 
 @app.get("/whoami")
-def whoami(who: Caller = Depends(caller)) -> dict[str, str]:
-    return {"caller": who.name, "issuer": who.issuer}
+def whoami(who: Caller = Depends(caller)) -> dict[str, str | bool]:
+    return {"caller": who.name, "issuer": who.issuer, "trusted_as": who.vouched_by, "admin": who.is_admin(["alice"])}
 
 
 @app.post("/echo")

@@ -47,7 +47,7 @@ def test_trusted_client_gets_200_and_app_sees_its_name(module_pki: Pki, served: 
         with http.client("api", module_pki.user_dir(user)) as c:
             r = c.get("/whoami")
         assert r.status_code == 200
-        assert r.json() == {"caller": user, "issuer": "api CA"}
+        assert r.json() == {"caller": user, "issuer": "api CA", "trusted_as": "own CA", "admin": user == "alice"}
     line = wait_for(lambda: [x for x in served.access_lines() if x["caller"] == "bob"], "access log line")[0]
     assert (line["method"], line["path"], line["status"]) == ("GET", "/whoami", 200)
 
@@ -114,7 +114,7 @@ def test_certified_message_cli(module_pki: Pki, served: Served, tmp_path: Path) 
     env = module_pki.env("alice")
     done = cli("message", "api/whoami", env=env)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"caller": "alice", "issuer": "api CA"}
+    assert json.loads(done.stdout) == {"caller": "alice", "issuer": "api CA", "trusted_as": "own CA", "admin": True}
     assert done.stdout.startswith("{\n  ")  # pretty-printed
 
     body = tmp_path / "body.json"

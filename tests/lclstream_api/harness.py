@@ -1,7 +1,12 @@
-"""A real LCLStream-API process on loopback, with a real PKI and the local Psi-k backend."""
+"""A real LCLStream-API process on loopback, with a real PKI and the local Psi-k backend.
+
+The service binds port 0 on its first start and says which ports it got (``wait_ready``); a restart
+keeps them. Picking a free port here and probing it raced with other processes on the machine.
+"""
 
 from __future__ import annotations
 
+import getpass
 import os
 import random
 import signal
@@ -15,7 +20,7 @@ from typing import Any
 import yaml
 
 from lclstream_api.client import TransferClient
-from lclstream_api.local import cancel_jobs, free_port, stop_process, wait_listening
+from lclstream_api.local import cancel_jobs, stop_process, wait_ready
 from tests.fixtures.pki import Pki
 
 VENV_BIN = Path(sys.executable).parent
@@ -56,22 +61,22 @@ class Service:
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port: int | None = None  # known after the first start
         pool_start = random.randrange(20000, 30000 - 60)
         self.settings: dict[str, Any] = {
-            "listen": f"https://127.0.0.1:{self.port}",
-            "callback_listen": f"http://127.0.0.1:{free_port()}",
+            "listen": "https://127.0.0.1:0",
+            "callback_listen": "http://127.0.0.1:0",
             "state_dir": str(self.root / "state"),
             "certified_config": str(self.pki.server_dir),
             "port_pool": {"start": pool_start, "end": pool_start + 59},
             "admins": ["admin"],
+            "accounts": {name: getpass.getuser() for name in self.pki.users},  # jobs run as the test's account
             "poll_interval": 0.5,
             **self.overrides,
         }
         self.config_path = self.root / "service.yaml"
         self.config_path.write_text(yaml.safe_dump(self.settings))
         self.log_path = self.root / "lclstream-api.log"
-        self.pki.add_service_alias(ALIAS, f"https://127.0.0.1:{self.port}")
 
     @property
     def url(self) -> str:
@@ -82,7 +87,12 @@ class Service:
             self.proc = subprocess.Popen(
                 [str(VENV_BIN / "lclstream-api"), "--config", str(self.config_path)],
                 stdout=log, stderr=log, env=env_with_venv(self.extra_env), start_new_session=True)
-        wait_listening(self.port, self.proc)
+        urls = wait_ready(self.log_path, self.proc)
+        if self.port is None:  # first start: keep the ports the service got, for restarts and for clients
+            self.settings.update(listen=urls["https"], callback_listen=urls["http"])
+            self.config_path.write_text(yaml.safe_dump(self.settings))
+            self.port = int(urls["https"].rsplit(":", 1)[1])
+            self.pki.add_service_alias(ALIAS, urls["https"])
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None:

@@ -15,7 +15,8 @@ from lclstream_api.states import TransferState, TransitionError, transition
 from lclstream_api.store import DuplicateKey, PoolExhausted, TransferStore
 from streamer.config import load_config
 from streamer.envelope import Envelope, MessageKind, PayloadFormat, StreamLedger
-from tests.lclstream_api.harness import free_port, synthetic_config
+from tests.fixtures.net import free_port
+from tests.lclstream_api.harness import synthetic_config
 
 S = TransferState
 

@@ -1,8 +1,13 @@
-"""Test helpers: bounded waiting, a real HTTP callback receiver that checks signatures, process probes."""
+"""Test helpers: bounded waiting, a real HTTP callback receiver that checks signatures, process probes,
+and a real ``psik-api`` process (``psik_api(config, certified_dir, log)``)."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -93,3 +98,37 @@ def cancel_unfinished(config: PsikConfig) -> None:
     for rec in psik.list(limit=100_000).jobs:
         if not rec.state.terminal:
             psik.cancel(rec.jobid)
+
+
+def _listening_url(log: Path, proc: subprocess.Popen[bytes]) -> str | None:
+    if proc.poll() is not None:
+        raise AssertionError(f"psik-api exited {proc.returncode}: {log.read_text()[-2000:]}")
+    for line in log.read_text().splitlines():
+        if line.startswith("{") and '"listening"' in line:
+            return str(json.loads(line)["url"])
+    return None
+
+
+@contextmanager
+def psik_api(config: Path, certified_dir: Path, log: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``psik-api --config CONFIG`` on a free loopback port as its own process; yields its URL.
+
+    At the end every unfinished job of that config is canceled and the server is stopped (SIGTERM, then
+    SIGKILL of its process group).
+    """
+    from psik.config import load_config
+
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "psik.api_cli", "--config", str(config), "--listen",
+                                 "https://127.0.0.1:0", "--certified-config", str(certified_dir)],
+                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    try:
+        yield wait_for(lambda: _listening_url(log, proc), timeout=60, what="psik-api to listen")
+    finally:
+        cancel_unfinished(load_config(config))
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)

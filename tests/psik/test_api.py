@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
 import json
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +13,10 @@ import pytest
 
 from certified.http import client as tls_client
 from psik.client import PsikAPIError, PsikClient
-from psik.config import load_config
 from psik.models import JobState
 from tests.fixtures.pki import Pki, make_pki
 from tests.fixtures.slurm import SlurmCluster
-from tests.psik.helpers import callback_receiver, cancel_unfinished, wait_for
+from tests.psik.helpers import callback_receiver, psik_api, wait_for
 
 
 @dataclass
@@ -36,45 +32,25 @@ class Api:
         return tls_client("psik", self.pki.user_dir(user))
 
 
-def listening_url(log: Path, proc: subprocess.Popen[bytes]) -> str | None:
-    if proc.poll() is not None:
-        raise AssertionError(f"psik-api exited {proc.returncode}: {log.read_text()[-2000:]}")
-    for line in log.read_text().splitlines():
-        if line.startswith("{") and '"listening"' in line:
-            return str(json.loads(line)["url"])
-    return None
-
-
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory, slurm_cluster: SlurmCluster) -> Iterator[Api]:
     root = tmp_path_factory.mktemp("psikapi")
     pki = make_pki(root, server="psik", users=("alice", "bob", "boss"))
     prefix = root / "jobs"
     cfg = root / "psik.yaml"
+    me = getpass.getuser()  # these users' jobs run as the test's own account (tests/security: real ones)
     cfg.write_text(json.dumps({"prefix": str(prefix), "admins": ["boss"], "poll_interval": 1.0,
+                               "accounts": {"alice": me, "bob": me, "boss": me},
                                "backends": {"default": {"type": "local"},
                                             "private": {"type": "local", "users": ["alice"]},
+                                            "small": {"type": "local",
+                                                      "limits": {"process_count": 2, "duration": 5}},
                                             "hpc": {"type": "slurm", "queue_name": slurm_cluster.partition}}}))
-    log = root / "psik-api.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "psik.api_cli", "--config", str(cfg), "--listen",
-                                 "https://127.0.0.1:0", "--certified-config", str(pki.server_dir)],
-                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
-                                env=slurm_cluster.env)
-    try:
-        url = wait_for(lambda: listening_url(log, proc), timeout=60, what="psik-api to listen")
-        pki.add_service_alias("psik", url)
-        yield Api(url=url, pki=pki, prefix=prefix)
-    finally:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("SLURM_CONF", slurm_cluster.env["SLURM_CONF"])
-            cancel_unfinished(load_config(cfg))
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SLURM_CONF", slurm_cluster.env["SLURM_CONF"])  # for the final cancel of unfinished jobs
+        with psik_api(cfg, pki.server_dir, root / "psik-api.log", env=slurm_cluster.env) as url:
+            pki.add_service_alias("psik", url)
+            yield Api(url=url, pki=pki, prefix=prefix)
 
 
 def wait_state(c: PsikClient, jobid: str, *states: JobState) -> JobState:
@@ -119,8 +95,8 @@ def test_cancel_over_api(api: Api) -> None:
 
 def test_backend_permissions(api: Api) -> None:
     with api.client("alice") as alice, api.client("bob") as bob:
-        assert [b.name for b in alice.backends()] == ["default", "private", "hpc"]
-        assert [b.name for b in bob.backends()] == ["default", "hpc"]
+        assert [b.name for b in alice.backends()] == ["default", "private", "small", "hpc"]
+        assert [b.name for b in bob.backends()] == ["default", "small", "hpc"]
         with pytest.raises(PsikAPIError) as err:
             bob.submit({"script": "true", "backend": "private"})
         assert err.value.status == 403
@@ -186,3 +162,19 @@ def test_slurm_job_killed_outside_is_reported_by_the_server(api: Api, slurm_clus
                  what="canceled callback from the server's reconciliation")
         done = alice.get(rec.jobid)
         assert done.state is JobState.CANCELED and "outside psik" in done.info
+
+
+def test_resources_above_backend_limits_get_422_and_create_nothing(api: Api) -> None:
+    with api.client("alice") as alice, api.raw("alice") as http:
+        small = next(b for b in alice.backends() if b.name == "small")
+        assert (small.limits.process_count, small.limits.duration) == (2, 5)
+        before = alice.list(limit=10_000).total
+        r = http.post("/v1/jobs", json={"script": "true", "backend": "small",
+                                        "resources": {"process_count": 3, "duration": 10}})
+        assert r.status_code == 422
+        assert [(e["loc"], e["msg"]) for e in r.json()["detail"]] == [
+            (["body", "resources", "duration"], "10 is more than backend 'small' allows (5)"),
+            (["body", "resources", "process_count"], "3 is more than backend 'small' allows (2)")]
+        assert alice.list(limit=10_000).total == before, "nothing was created"
+        rec = alice.submit({"script": "true", "backend": "small", "resources": {"process_count": 2, "duration": 5}})
+        assert wait_state(alice, rec.jobid, JobState.COMPLETED, JobState.FAILED) is JobState.COMPLETED

@@ -44,7 +44,9 @@ def test_no_config_default_backend_and_data_dir(env: dict[str, str], tmp_path: P
     listing = psik(env, "ls", "--state", "completed").stdout
     assert jobid in listing and "cli-job" in listing
     assert psik(env, "ls", "--state", "failed").stdout == ""
-    assert psik(env, "backends").stdout.split() == ["default", "local"]
+    shown = psik(env, "backends").stdout
+    assert shown.split()[:2] == ["default", "local"]
+    assert f"limits: process_count <= {8 * (os.cpu_count() or 1)}" in shown  # a local backend's default bound
     status = psik(env, "status", jobid).stdout
     assert "run 1  completed" in status
 
@@ -71,7 +73,7 @@ def test_psik_config_names_backends_and_escape_refused(env: dict[str, str], tmp_
     cfg = tmp_path / "psik.yaml"
     cfg.write_text(f"prefix: {tmp_path / 'elsewhere'}\nbackends:\n  fast: {{type: local}}\n")
     env["PSIK_CONFIG"] = str(cfg)
-    assert psik(env, "backends").stdout.split() == ["fast", "local"]
+    assert psik(env, "backends").stdout.split()[:2] == ["fast", "local"]
     spec = tmp_path / "job.json"
     spec.write_text(json.dumps({"script": "true", "backend": "default"}))
     out = psik(env, "submit", str(spec), check=False)
@@ -80,6 +82,16 @@ def test_psik_config_names_backends_and_escape_refused(env: dict[str, str], tmp_
     out = psik(env, "submit", str(spec), check=False)
     assert out.returncode == 2 and "directory" in out.stderr and "'..'" in out.stderr
     assert not (tmp_path / "elsewhere").exists() or not any((tmp_path / "elsewhere").iterdir())
+    cfg.write_text(f"prefix: {tmp_path / 'elsewhere'}\nbackends:\n  fast: {{type: local, limits: "
+                   "{process_count: 4, duration: 60}}\n")
+    assert "limits: duration <= 60, process_count <= 4" in psik(env, "backends").stdout
+    spec.write_text(json.dumps({"script": "true", "backend": "fast",
+                                "resources": {"process_count": 8, "duration": 600}}))
+    out = psik(env, "submit", str(spec), check=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "resources.duration: 600 is more than backend 'fast' allows (60)" in out.stderr
+    assert "resources.process_count: 8 is more than backend 'fast' allows (4)" in out.stderr
+    assert not any((tmp_path / "elsewhere").iterdir()), "nothing is created for a refused job"
     cfg.write_text("prefix: /tmp/x\nbackends: {b: {type: pbs}}\n")
     out = psik(env, "backends", check=False)
     assert out.returncode == 2 and "backends.b.type" in out.stderr

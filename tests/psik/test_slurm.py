@@ -8,12 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from psik.backends.slurm import SlurmJobState, format_time, outcome, sbatch_directives
+from psik import accounts
+from psik.backends.slurm import (
+    SlurmJobState,
+    format_time,
+    outcome,
+    render_script,
+    sbatch_directives,
+    submit_as,
+)
 from psik.client import LocalPsik
 from psik.jobdir import JobDir
 from psik.models import BackendConfig, JobRecord, JobSpec, JobState, PsikConfig
 from tests.fixtures.slurm import SlurmCluster
-from tests.psik.helpers import cancel_unfinished, wait_for
+from tests.psik.helpers import callback_receiver, cancel_unfinished, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +69,7 @@ def test_complete_and_fail(slurm_psik: LocalPsik, time_limited: JobRecord) -> No
     assert [e.state.value for e in done.history] == ["new", "queued", "active", "completed"]
     assert "slurm job" in done.history[2].info and done.native_id
     assert slurm_psik.logs(ok.jobid) == f"hello {ok.jobid} 1 1\n"
-    assert failed.state is JobState.FAILED and failed.info == "exit code 7"
+    assert failed.state is JobState.FAILED and failed.info == "exit code 7: b c"  # with its last error line
     assert slurm_psik.logs(bad.jobid, stream="stderr") == "b c\n"
     assert slurm_state(done.native_id) == "COMPLETED"
     again = slurm_psik.rerun(ok.jobid)
@@ -105,7 +113,7 @@ def test_rendered_directives(tmp_path: Path) -> None:
                                              "processes_per_node": 4, "cpu_cores_per_process": 3,
                                              "gpu_cores_per_process": 1, "exclusive_node_use": True},
                    inherit_environment=False)
-    job = JobDir.create(tmp_path, spec, "alice")
+    job = JobDir.create(tmp_path, spec, "alice", accounts.current())
     lines = sbatch_directives(spec, BackendConfig(type="slurm", queue_name="q", project_name="p",
                                                   reservation_id="r"), job, 3)
     for expected in ("--nodes=2", "--ntasks=8", "--ntasks-per-node=4", "--cpus-per-task=3", "--gpus-per-task=1",
@@ -113,6 +121,12 @@ def test_rendered_directives(tmp_path: Path) -> None:
                      "--export=NONE", f"--output={job.path}/log/stdout.3"):
         assert f"#SBATCH {expected}" in lines, expected
     assert format_time(0.1) == "0:06"
+    assert submit_as(accounts.current()) == []
+    nobody = accounts.lookup("nobody")
+    assert submit_as(nobody) == [f"--uid={nobody.uid}", f"--gid={nobody.gid}"]
+    script = render_script(job, spec, 3, BackendConfig(type="slurm"), nobody)
+    assert f"export HOME={nobody.home}" in script and "export USER=nobody" in script
+    assert "started --no-deliver" in script and "ended --no-deliver" in script and " deliver " in script
 
 
 @pytest.mark.parametrize(("state", "reason", "want", "words"), [
@@ -126,3 +140,28 @@ def test_outcome_of_unreported_end(state: str, reason: str, want: JobState, word
     result = outcome(SlurmJobState(state, reason, "0:9"))
     assert result is not None and result[0] is want and words in result[1]
     assert outcome(SlurmJobState("RUNNING")) is None and outcome(SlurmJobState("PENDING")) is None
+
+
+def test_missing_interpreter_and_callbacks_under_slurm(slurm_psik: LocalPsik) -> None:
+    """The batch script says why the user's script did not start, and posts every state change in order."""
+    with callback_receiver("slurm-secret") as receiver:
+        rec = slurm_psik.submit(JobSpec(name="no-python", script="#!/nonexistent/python3\nprint(1)\n",
+                                        callback=receiver.url, cb_secret="slurm-secret"))
+        failed = finished(slurm_psik, rec.jobid)
+        assert failed.state is JobState.FAILED
+        assert failed.info == "cannot start the script: its interpreter (from the #! line) /nonexistent/python3 " \
+                              "does not exist"
+        wait_for(lambda: len(receiver.states(rec.jobid)) == 3, timeout=120, what="3 callbacks from the batch job")
+        assert receiver.states(rec.jobid) == [(1, "new"), (1, "queued"), (1, "failed")]
+        recorded = wait_for(lambda: r if len((r := slurm_psik.get(rec.jobid)).callbacks) == 3 else None,
+                            timeout=60, what="3 recorded deliveries")
+        assert all(c.delivered for c in recorded.callbacks) and recorded.callbacks_pending == 0
+
+
+def test_callbacks_from_a_batch_job_in_order(slurm_psik: LocalPsik) -> None:
+    with callback_receiver("slurm-secret") as receiver:
+        rec = slurm_psik.submit(JobSpec(name="cb", script="echo out; exit 3", callback=receiver.url,
+                                        cb_secret="slurm-secret"))
+        assert finished(slurm_psik, rec.jobid).info == "exit code 3"
+        wait_for(lambda: len(receiver.states(rec.jobid)) == 4, timeout=120, what="4 callbacks from the batch job")
+        assert receiver.states(rec.jobid) == [(1, "new"), (1, "queued"), (1, "active"), (1, "failed")]

@@ -98,7 +98,7 @@ def test_push_client_delivers_everything_queued_before_close() -> None:
     pull.bind(url)
     try:
         handler = ZMQPushDataHandler(ZMQPushDataHandlerConfig(type="ZMQPushDataHandler", url=url, role="client",
-                                                              linger_s=60), RunContext("x"))
+                                                              receiver_timeout_s=60), RunContext("x"))
         handler.open()
         payloads = [np.full(200_000, i, dtype=np.uint8).tobytes() for i in range(10)]
         for seq, payload in enumerate(payloads):

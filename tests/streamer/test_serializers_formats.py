@@ -8,8 +8,9 @@ import numpy as np
 import pydantic
 import pytest
 
-from streamer.base import RunContext
+from streamer.base import RunContext, StreamStart
 from streamer.envelope import PayloadFormat
+from streamer.pipelines.items import BatchItem
 from streamer.serializers import decode_payload, simplon
 from streamer.serializers.frames import pack_frames, unpack_frames
 from streamer.serializers.hdf5 import HDF5Serializer, HDF5SerializerConfig
@@ -38,13 +39,15 @@ def simplon_serializer(**options) -> simplon.SimplonBinarySerializer:
 ])
 def test_simplon_images_round_trip(encoding: str, dtype: str, panels: int) -> None:
     data = batch(dtype, panels)
-    ser = simplon_serializer(encoding=encoding, frame_field="pulse_id", timestamp_field="timestamp")
-    messages = ser.serialize(data, 0)
-    assert len(messages) == 4 and all(len(m) == 4 for m in messages)
+    ser = simplon_serializer(encoding=encoding, pulse_id_field="pulse_id", timestamp_field="timestamp")
+    messages = ser.serialize(BatchItem(data, np.array([30, 31, 32, 33])), 0)
+    assert len(messages) == 4 and all(len(m) == 5 for m in messages)
     for index, message in enumerate(messages):
-        part1, part2, blob, part4 = message
-        assert json.loads(part1) == {"htype": "dimage-1.0", "series": 1, "frame": int(data["pulse_id"][index]),
+        part1, part2, blob, part4, appendix = message
+        assert json.loads(part1) == {"htype": "dimage-1.0", "series": 1, "frame": 30 + index,  # the event index
                                      "hash": hashlib.md5(blob).hexdigest()}
+        assert json.loads(appendix) == {"event": 30 + index, "rank": 1, "pulse_id": int(data["pulse_id"][index]),
+                                        "timestamp_ns": round(data["timestamp"][index] * 1e9)}
         described = json.loads(part2)
         y = 20 * (panels or 1)
         assert described == {"htype": "dimage_d-1.0", "shape": [36, y], "type": dtype, "size": len(blob),
@@ -55,23 +58,53 @@ def test_simplon_images_round_trip(encoding: str, dtype: str, panels: int) -> No
         assert timing["start_time"] == round(data["timestamp"][index] * 1e9)
         decoded = simplon.decode(message)
         np.testing.assert_array_equal(decoded["image"], data["detector"][index].reshape(y, 36))
+        assert decoded["appendix"]["event"] == 30 + index
         # the same message packed into one payload (NNG, files) decodes the same way
         (via_payload,) = decode_payload(pack_frames(message), PayloadFormat.SIMPLON)
         np.testing.assert_array_equal(via_payload["image"], decoded["image"])
 
 
 def test_simplon_header_footer_and_default_frames() -> None:
-    ser = simplon_serializer(header_detail="basic", series=42, detector_config={"beam_center_x": 512.5,
-                                                                                 "detector_distance": 0.1})
-    (header,) = ser.stream_header()
+    ser = simplon_serializer(header_detail="basic", series=42, timestamp_field="timestamp", exposure_time_ns=2000,
+                             detector_config={"beam_center_x": 512.5, "detector_distance": 0.1, "ntrigger": 2})
+    facts = ser.header_facts(batch())
+    (header,) = ser.stream_header(StreamStart(events=10, facts=facts))
     assert json.loads(header[0]) == {"htype": "dheader-1.0", "series": 42, "header_detail": "basic"}
-    assert json.loads(header[1])["beam_center_x"] == 512.5
-    assert simplon.decode(header)["config"]["detector_distance"] == 0.1
+    config = simplon.decode(header)["config"]
+    assert config["beam_center_x"] == 512.5 and config["detector_distance"] == 0.1
+    assert config["ntrigger"] == 2  # the user's value wins
+    assert (config["nimages"], config["trigger_mode"], config["count_time"]) == (10, "exts", 2e-6)
+    assert (config["x_pixels_in_detector"], config["y_pixels_in_detector"], config["bit_depth_image"]) == (36, 40, 16)
+    assert config["frame_time"] == pytest.approx(0.1)  # the spacing of the batch's timestamps
+    assert "source_identifier" not in config  # an `all` key
     (footer,) = ser.stream_footer()
     assert [json.loads(p) for p in footer] == [{"htype": "dseries_end-1.0", "series": 42}]
     frames = [simplon.decode(m)["frame"] for s in range(2) for m in ser.serialize(batch(), s)]
-    assert frames == [1 + 3 * i for i in range(8)]  # rank + nranks * image number: unique across ranks
+    assert frames == [1 + 3 * i for i in range(8)]  # no event index: rank + nranks * image number
     assert len(simplon_serializer(header_detail="none").stream_header()[0]) == 1
+
+
+def test_simplon_all_header_and_frame_renumbering() -> None:
+    ser = simplon_serializer(header_detail="all", pulse_id_field="pulse_id")
+    (header,) = ser.stream_header(StreamStart(events=4, facts=ser.header_facts(batch(panels=0))))
+    assert len(header) == 8
+    decoded = simplon.decode(header)
+    assert decoded["config"]["source_identifier"] == "mfx:run=12" and decoded["config"]["lclstream_ranks"] == 3
+    assert decoded["config"]["lclstream_pulse_id_field"] == "pulse_id"
+    assert decoded["tables"]["dflatfield-1.0"].shape == (20, 36) and (decoded["tables"]["dflatfield-1.0"] == 1).all()
+    assert not decoded["tables"]["dpixelmask-1.0"].any()
+    renumber = simplon.FrameRenumbering()
+    messages = ser.serialize(BatchItem(batch(panels=0), np.array([9, 4, 7, 1])), 0)
+    assert renumber(header) is header and renumber(ser.stream_footer()[0]) == ser.stream_footer()[0]
+    renumbered = [renumber(m) for m in messages]
+    assert [simplon.decode(m)["frame"] for m in renumbered] == [0, 1, 2, 3]
+    assert [simplon.decode(m)["appendix"]["event"] for m in renumbered] == [9, 4, 7, 1]
+    assert all(a[1:] == b[1:] for a, b in zip(renumbered, messages, strict=True))
+
+
+def test_simplon_frame_field_names_its_replacement() -> None:
+    with pytest.raises(pydantic.ValidationError, match="pulse_id_field"):
+        simplon.SimplonBinarySerializerConfig(type="SimplonBinarySerializer", image="x", frame_field="pulse_id")
 
 
 def test_simplon_detects_corruption_and_bad_input() -> None:
