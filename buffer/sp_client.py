@@ -11,9 +11,9 @@ certificate, or that this side does not trust, is ``StreamRefused`` (retrying ca
 from __future__ import annotations
 
 import contextlib
-import select
 import socket
 import ssl
+import time
 
 from buffer.config import url_host
 from buffer.sp_wire import HANDSHAKE_TIMEOUT, Framing, ProtocolError, connect, handshake, recv_exact
@@ -89,14 +89,17 @@ class SpConnection:
 
     def wait_hang_up(self, timeout: float) -> bool:
         """True once the peer closed the connection within ``timeout`` (it never sends to a pusher)."""
-        ready, _, _ = select.select([self.sock], [], [], timeout)
-        if not ready:
-            return False
+        deadline = time.monotonic() + timeout
         try:
-            self.sock.settimeout(1.0)
-            return self.sock.recv(1) == b""
+            while (left := deadline - time.monotonic()) > 0:
+                self.sock.settimeout(left)  # TLS records that are not data (session tickets) are read on
+                if self.sock.recv(1) == b"":
+                    return True
+        except TimeoutError:
+            return False
         except (OSError, ValueError):
             return True  # reset, or closed without TLS's close_notify: gone either way
+        return False
 
     def wake(self) -> None:
         """Make a blocked ``recv``/``send`` in another thread return (the owner still closes)."""

@@ -114,10 +114,11 @@ def create_app(manager: TransferManager, caller_dependency: Callable[..., Any] |
              responses={403: {"description": "an admin who is neither the owner nor a reader"},
                         404: {"description": "no such transfer, or the caller may not read it"},
                         409: {"description": "the transfer has ended"}})
-    def transfer_credentials(transfer_id: str, caller: str = caller_param) -> DataCredentials:
+    def transfer_credentials(transfer_id: str, caller: str = caller_param,
+                             admin: bool = admin_param) -> DataCredentials:
         """How to pull the data: the url, and for a protected stream the transfer's CA and a consumer
         certificate with its key made for the caller (the owner, or one of the readers it named)."""
-        return manager.credentials(transfer_id, caller)
+        return manager.credentials(transfer_id, caller, admin)
 
     @app.delete("/v1/transfers/{transfer_id}", response_model=TransferView)
     def cancel_transfer(transfer_id: str, caller: str = caller_param, admin: bool = admin_param) -> TransferView:
