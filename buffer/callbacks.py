@@ -1,7 +1,8 @@
 """Signed state-change callbacks: HMAC-SHA256 of the raw body in ``x-hub-signature-256``.
 
 Posting happens on its own thread with retries and backoff; a callback that keeps failing is logged
-and dropped, and never slows or stops the stream.
+and dropped, and never slows or stops the stream. A refusal (a 4xx answer such as 409 for a status
+the receiver already has a newer one of) is logged and not retried.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import urllib.request
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "x-hub-signature-256"
+RETRY_4XX = frozenset({408, 425, 429})  # the only client-error answers worth sending again
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -77,6 +79,10 @@ class CallbackPoster:
                     problem = f"HTTP {response.status}"
             except urllib.error.HTTPError as exc:
                 problem = f"HTTP {exc.code}"
+                if exc.code < 500 and exc.code not in RETRY_4XX:  # a refusal (403, 409, 422) stays one
+                    log.warning("callback %s refused (%s): %s; not retried", self.url, problem,
+                                exc.read(500).decode(errors="replace"))
+                    return False
             except (OSError, urllib.error.URLError) as exc:
                 problem = str(exc)
             if attempt < self.attempts:

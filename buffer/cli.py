@@ -118,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nng-stream: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
+    if cfg.status_file or cfg.tls:
+        files = {"status file": cfg.status_file, **(cfg.tls.model_dump() if cfg.tls else {})}
+        logging.getLogger("buffer").info("nng-stream: %s", ", ".join(f"{k} {v}" for k, v in files.items() if v))
+
     def on_signal(signum: int, _frame: object) -> None:
         buffer.cancel(f"{signal.Signals(signum).name} received")
 

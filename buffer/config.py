@@ -1,4 +1,8 @@
-"""Configuration of one buffer: the model the CLI builds and that other services can build directly."""
+"""Configuration of one buffer: the model the CLI builds and that other services can build directly.
+
+File paths (the status file, the TLS certificate, key and CA) are made absolute once, here, with ``~``
+expanded, relative to the directory the buffer was started in: what it logs at start is what it uses.
+"""
 
 from __future__ import annotations
 
@@ -63,6 +67,14 @@ NngUrl = Annotated[str, AfterValidator(check_nng_url)]
 ZmqUrl = Annotated[str, AfterValidator(check_zmq_url)]
 
 
+def absolute_path(path: str) -> str:
+    """``path`` with ``~`` expanded, made absolute against the current directory."""
+    return os.path.normpath(os.path.join(os.getcwd(), os.path.expanduser(path)))
+
+
+LocalPath = Annotated[str, AfterValidator(absolute_path)]
+
+
 CB_SECRET_ENV = "NNG_STREAM_CB_SECRET"  # a secret taken from the environment stays out of `ps` listings
 
 class TLSFiles(BaseModel):
@@ -70,9 +82,9 @@ class TLSFiles(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    cert: str
-    key: str
-    ca: str
+    cert: LocalPath
+    key: LocalPath
+    ca: LocalPath
 
     @model_validator(mode="after")
     def _files_exist(self) -> TLSFiles:
@@ -116,7 +128,7 @@ class BufferConfig(BaseModel):
     end_timeout: float = Field(default=30.0, gt=0,
                                description="seconds to wait for consumers to take their end marker")
     report_interval: float = Field(default=5.0, gt=0)
-    status_file: str | None = None
+    status_file: LocalPath | None = None
     callback: str | None = None
     cb_secret: str | None = None
 

@@ -1,7 +1,9 @@
 """Run an ASGI app under uvicorn with mutual TLS 1.3, the vouched caller in the scope, and a JSON access log.
 
 Every request passes ``certified.authenticate.Authenticate`` first: a certificate whose name its
-issuer may not vouch for is answered 403 before the app sees it.
+issuer may not vouch for is answered 403 before the app sees it. Then
+``certified.request_guard.RequestGuard`` (413 over ``max_body`` bytes, 422 for NaN/Infinity), so each
+service refuses oversized and non-finite requests the same way.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from certified.authenticate import Authenticate
 from certified.caller import ClientTrust
 from certified.errors import CertifiedError
 from certified.handshake import report_refusals
+from certified.request_guard import DEFAULT_MAX_BODY, RequestGuard
 from certified.tls import server_context
 
 log = logging.getLogger("certified.serve")
@@ -98,7 +101,8 @@ def listening_line(url: str, **extra: Any) -> str:
     return json.dumps({"event": "listening", "url": url, "pid": os.getpid(), **extra})
 
 
-def serve(app: Any, url: str, config_dir: str | Path | None = None, *, log_level: str = "info") -> None:
+def serve(app: Any, url: str, config_dir: str | Path | None = None, *, log_level: str = "info",
+          max_body: int = DEFAULT_MAX_BODY) -> None:
     """Serve ``app`` (an ASGI app or 'module:attr') at ``url`` (https://HOST:PORT) until SIGINT/SIGTERM.
 
     TLS 1.3 only; clients must present a certificate signed by a trusted client CA, for a name that CA
@@ -106,11 +110,12 @@ def serve(app: Any, url: str, config_dir: str | Path | None = None, *, log_level
     ``certified.fastapi.caller`` works) and each is logged as one JSON line on stderr by the
     ``certified.access`` logger. One JSON line ``{"event": "listening", "url": ..., "pid": ...}`` comes
     once the server accepts connections (not before), with the actual port when ``url`` asks for 0:
-    supervisors wait for it instead of probing the port.
+    supervisors wait for it instead of probing the port. Request bodies over ``max_body`` bytes get 413.
     """
     host, port = parse_listen_url(url)
     context = report_refusals(server_context(config_dir))  # fail early on a missing identity, before binding
-    asgi_app = AccessLog(Authenticate(load_app(app), ClientTrust.from_config(config_dir)))
+    guarded = RequestGuard(load_app(app), max_body)  # after authentication: strangers cannot make it read
+    asgi_app = AccessLog(Authenticate(guarded, ClientTrust.from_config(config_dir)))
     _json_stderr_logging(log_level)
     sock = bind(host, port)
     actual = sock.getsockname()[1]

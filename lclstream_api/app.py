@@ -4,7 +4,10 @@ Callbacks from the buffer and from Psi-k jobs cannot present client certificates
 ``POST /v1/callbacks/{kind}?transfer=ID`` is also served by a second, plain-HTTP app that
 ``lclstream-api`` binds to a loopback address only (``callback_listen``). Each transfer has its own
 random secret; a callback is accepted only when its ``x-hub-signature-256`` is the HMAC-SHA256 of the
-raw body under that secret. Anything else gets 403 and changes nothing.
+raw body under that secret. Anything else gets 403 and changes nothing. A signed callback that would
+move the transfer back (an earlier buffer or job state) gets 409 and changes nothing either: the
+decision is made before the answer (``lclstream_api.callbacks``), the update follows in the background.
+Error answers have ``certified.api_errors``' shape on both apps.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
+from certified.api_errors import error_response, field_error, install_error_handlers, quoted
 from certified.signature import verify
 from lclstream_api.manager import BUFFER, JOB, Rejected, TransferManager
 from lclstream_api.models import DataCredentials, TransferList, TransferRequest, TransferView
@@ -35,7 +40,7 @@ def _callback_router(manager: TransferManager) -> APIRouter:
     async def callback(kind: str, request: Request, transfer: Annotated[str, Query(min_length=1)],
                        signature: Annotated[str | None, Header(alias="x-hub-signature-256")] = None) -> Response:
         if kind not in CALLBACK_KINDS:
-            raise HTTPException(404, f"unknown callback kind {kind!r}; known: {', '.join(CALLBACK_KINDS)}")
+            raise HTTPException(404, f"unknown callback kind {quoted(kind)}; known: {', '.join(CALLBACK_KINDS)}")
         body = await request.body()
         secret = manager.secret(transfer)
         if secret is None or not signature or not verify(body, secret, signature):
@@ -45,7 +50,9 @@ def _callback_router(manager: TransferManager) -> APIRouter:
             payload: Any = json.loads(body)
         except ValueError as exc:
             raise HTTPException(400, "callback body is not JSON") from exc
-        manager.on_callback(kind, transfer, payload if isinstance(payload, dict) else {})
+        if not isinstance(payload, dict):
+            raise HTTPException(422, f"callback body must be a JSON object, not {type(payload).__name__}")
+        await run_in_threadpool(manager.on_callback, kind, transfer, payload)  # 409 when it would go back
         return Response(status_code=204)
 
     return router
@@ -54,8 +61,19 @@ def _callback_router(manager: TransferManager) -> APIRouter:
 def create_callback_app(manager: TransferManager) -> FastAPI:
     """Plain-HTTP app with only the callback route (bind it to loopback)."""
     app = FastAPI(title="LCLStream-API callbacks", openapi_url=None, docs_url=None, redoc_url=None)
+    _install_errors(app)
     app.include_router(_callback_router(manager))
     return app
+
+
+def _install_errors(app: FastAPI) -> None:
+    install_error_handlers(app)
+
+    @app.exception_handler(Rejected)
+    async def _rejected(_request: Request, exc: Rejected) -> JSONResponse:
+        if exc.field is not None:  # the same shape as FastAPI's own validation errors
+            return error_response(exc.status, [field_error(["body", *exc.field.split(".")], exc.message)])
+        return error_response(exc.status, exc.message)
 
 
 def _default_caller() -> Callable[..., Any]:
@@ -81,17 +99,12 @@ def create_app(manager: TransferManager, caller_dependency: Callable[..., Any] |
     admin_param = Depends(caller_is_admin)
     app = FastAPI(title="LCLStream-API", version="1",
                   description="Turn a streamer config into a running transfer: buffer + MPI producers.")
-
-    @app.exception_handler(Rejected)
-    async def _rejected(_request: Request, exc: Rejected) -> JSONResponse:
-        if exc.field is not None:  # the same shape as FastAPI's own validation errors
-            loc = ["body", *exc.field.split(".")]
-            return JSONResponse({"detail": [{"loc": loc, "msg": exc.message, "type": "value_error"}]},
-                                status_code=exc.status)
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+    _install_errors(app)
 
     @app.post("/v1/transfers", response_model=TransferView, status_code=201,
               responses={200: {"description": "existing transfer with this Idempotency-Key"},
+                         409: {"description": "this Idempotency-Key was used with another request body"},
+                         413: {"description": "request body over the service's max_body_bytes"},
                          429: {"description": "too many running transfers for this user"}})
     def request_transfer(body: TransferRequest, response: Response, caller: str = caller_param,
                          idempotency_key: Annotated[str | None, Header(max_length=256)] = None) -> TransferView:

@@ -7,7 +7,8 @@
     lclstream pull URL [--cert C --key K --ca CA]  a stream by its URL, with your own files for tls+tcp
     lclstream get cfg.yaml --out DIR      request + pull (+ cancel on Ctrl-C)
 
-Exit codes: 0 success, 1 incomplete stream or service error, 2 bad input, 130 interrupted.
+Exit codes: 0 success, 1 incomplete stream or service error, 2 bad input, 3 conflict (an
+--idempotency-key already used with another request, a transfer that already ended), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from lclstream_api.receive import Receiver, pull
 from lclstream_api.transport import DataTLS, Security, open_transfer, unprotected_warning
 from streamer.cli import int_at_least
 
-EXIT_INCOMPLETE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_INCOMPLETE, EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
 class UsageError(Exception):
@@ -60,7 +61,8 @@ def _option_args(p: argparse.ArgumentParser) -> None:
                         "--no-tls asks for plain tcp, which only services on a trusted network allow")
     p.add_argument("--reader", action="append", default=[], metavar="IDENTITY",
                    help="another identity that may pull this transfer's data (repeat for several)")
-    p.add_argument("--idempotency-key", default=None, help="asking twice with the same key starts one transfer")
+    p.add_argument("--idempotency-key", default=None,
+                   help="the same key and request again return the same transfer; another request exits 3")
 
 
 def _receive_args(p: argparse.ArgumentParser) -> None:
@@ -240,7 +242,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except TransferAPIError as exc:
         print(f"lclstream: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT if exc.status in (400, 422) else 1
+        if exc.status == 409:
+            return EXIT_CONFLICT
+        return EXIT_BAD_INPUT if exc.status in (400, 413, 422) else 1
     except KeyboardInterrupt:
         print("lclstream: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
-from pydantic import ValidationError
 
 from buffer.config import CB_SECRET_ENV
 from buffer.status import BufferStatus
+from certified.api_errors import quoted
+from lclstream_api.callbacks import BUFFER, JOB, CallbackRefused, check_buffer_status, check_callback
 from lclstream_api.credentials import JobFiles, TransferCAs
 from lclstream_api.describe import delivered_reason
+from lclstream_api.idempotency import request_hash, reuse_message, same_request
 from lclstream_api.jobs import JobSnapshot, buffer_script, job_minutes, job_spec, producer_script
 from lclstream_api.models import (
     DataCredentials,
@@ -44,7 +46,7 @@ from streamer.config import StreamerConfig, load_config
 
 log = logging.getLogger("lclstream_api")
 
-BUFFER, PRODUCER, JOB = "buffer", "producer", "job"
+PRODUCER = "producer"  # the third job name beside callbacks.BUFFER and callbacks.JOB (callback kinds)
 _JOB_DONE = {"completed", "failed", "canceled"}
 JOB_LINGER = 30.0  # seconds a job may keep running after its transfer ended before it is canceled
 REQUESTED_GRACE = 120.0  # seconds a transfer may stay "requested" (create() submits its jobs well within)
@@ -72,7 +74,7 @@ class Rejected(Exception):
 
 class NotFound(Rejected):
     def __init__(self, transfer_id: str) -> None:
-        super().__init__(404, f"no transfer {transfer_id!r}")
+        super().__init__(404, f"no transfer {quoted(transfer_id)}")
 
 
 class TransferManager:
@@ -136,14 +138,17 @@ class TransferManager:
     # ---- creation --------------------------------------------------------------------------------
     def create(self, caller: str, request: TransferRequest,
                idempotency_key: str | None = None) -> tuple[TransferRecord, bool]:
-        """Start a transfer; returns (record, True), or (existing record, False) for a known key."""
+        """Start a transfer; returns (record, True), or (existing record, False) for a known key.
+
+        A known key with another request body is refused with 409 (see ``lclstream_api.idempotency``).
+        """
         opts = request.options
-        self._check_options(opts, caller)
         with self._lock:
             if idempotency_key is not None:
-                existing = self.store.by_idempotency_key(caller, idempotency_key)
-                if existing is not None:
-                    return existing, False
+                found = self.store.by_idempotency_key(caller, idempotency_key)
+                if found is not None:
+                    return self._repeated(idempotency_key, request, *found), False
+            self._check_options(opts, caller)
             running = self.store.active(caller)
             limit = self.settings.limits.concurrent_per_user
             if len(running) >= limit:
@@ -151,13 +156,21 @@ class TransferManager:
                                     f"(limit {limit}); cancel one or wait for one to finish")
             record = self._new_record(caller, request, idempotency_key)
             try:
-                self.store.insert(record)
+                self.store.insert(record, request_hash(request))
             except DuplicateKey as dup:
                 self.pool.release(record.id)
-                return dup.existing, False
+                return self._repeated(idempotency_key or "", request, dup.existing, dup.request_hash), False
             log.info("transfer %s requested by %s (%d ranks on %s)", record.id, caller, opts.ranks, opts.backend)
             self._start(record)  # under the lock: the reconciler must not save a copy without the jobs
         return self.store.get(record.id) or record, True
+
+    @staticmethod
+    def _repeated(key: str, request: TransferRequest, existing: TransferRecord, stored_hash: str | None) -> TransferRecord:
+        if not same_request(existing, stored_hash, request):
+            log.warning("transfer request by %s refused: Idempotency-Key %s reused with another body (transfer %s)",
+                        existing.owner, quoted(key), existing.id)
+            raise Rejected(409, reuse_message(key, existing))
+        return existing
 
     def _check_options(self, opts: TransferOptions, caller: str) -> None:
         try:
@@ -173,7 +186,7 @@ class TransferManager:
                            "options.ranks")
         allowed = self.settings.allowed_backends or sorted(self.settings.backends)
         if opts.backend not in allowed:
-            raise Rejected(422, f"{opts.backend!r} is not offered; choose one of {allowed}", "options.backend")
+            raise Rejected(422, f"{quoted(opts.backend)} is not offered; choose one of {allowed}", "options.backend")
         try:
             self.launcher.check_backend(opts.backend, caller)
         except PermissionError as exc:
@@ -321,8 +334,22 @@ class TransferManager:
             return record
 
     # ---- observations ----------------------------------------------------------------------------
-    def on_callback(self, kind: str, transfer_id: str, body: dict[str, Any]) -> None:
-        """Queue a verified callback for the reconciler thread (the HTTP handler never waits for locks)."""
+    def on_callback(self, kind: str, transfer_id: str, body: Any) -> None:
+        """Decide on a verified callback, then queue it for the reconciler thread.
+
+        A callback that would move the transfer back (``lclstream_api.callbacks``) raises ``Rejected``
+        (409, or 422 for a body that is no status) and changes nothing. The decision reads the stored
+        record without the manager's lock: a job posts its callbacks while the service, holding that
+        lock, submits or cancels it, so waiting for the lock here could stall both.
+        """
+        record = self.store.get(transfer_id)
+        if record is None:
+            raise NotFound(transfer_id)
+        try:
+            check_callback(kind, record, body)
+        except CallbackRefused as exc:
+            log.warning("transfer %s: %s callback refused (%d): %s", transfer_id, kind, exc.status, exc.message)
+            raise Rejected(exc.status, exc.message, exc.field) from None
         self._callbacks.put((kind, transfer_id, body))
 
     def handle_callback(self, kind: str, transfer_id: str, body: dict[str, Any]) -> None:
@@ -332,12 +359,12 @@ class TransferManager:
             if record is None:
                 return
             if kind == BUFFER:
-                try:
-                    status = BufferStatus.model_validate(body)
-                except ValidationError as exc:
-                    log.warning("transfer %s: malformed buffer status skipped: %s", transfer_id, exc)
+                try:  # decided when it arrived; the record may have moved on since
+                    status = check_buffer_status(record, body)
+                except CallbackRefused as exc:
+                    log.info("transfer %s: buffer status skipped: %s", transfer_id, exc.message)
                     return
-                if record.buffer_status is None or status.time >= record.buffer_status.time:
+                if record.buffer_status != status:
                     if record.buffer_status is None or record.buffer_status.state != status.state:
                         log.info("transfer %s: buffer reports %s%s", transfer_id, status.state.value,
                                  f" ({status.reason})" if status.reason else "")

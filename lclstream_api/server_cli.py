@@ -4,7 +4,9 @@ Also starts the loopback-only plain-HTTP callback listener (``callback_listen``)
 the reconciliation thread that resumes tracking of transfers left running by a previous instance.
 Each listener logs ``{"event": "listening", "url": ..., "pid": ...}`` once it accepts connections,
 with the real port when the config asks for port 0; supervisors (the demo, the tests) wait for those
-lines rather than probing a port that another process may have taken meanwhile.
+lines rather than probing a port that another process may have taken meanwhile. Both listeners
+refuse bodies over ``max_body_bytes`` (413) and NaN/Infinity (422) through ``certified.request_guard``.
+The first log line names the config file and every resolved path.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import threading
 
 import uvicorn
 
+from certified.config_paths import absolute, describe_paths
+from certified.request_guard import RequestGuard
 from certified.serve import AnnouncingServer, listening_line
 from lclstream_api.app import create_app, create_callback_app
 from lclstream_api.jobs import PsikLauncher
@@ -47,8 +51,8 @@ class CallbackListener:
             raise SettingsError(f"callback_listen: cannot listen on {host}:{port}: {exc.strerror}") from None
         if port == 0:  # the kernel chose: jobs must call back on the real port
             settings.callback_listen = f"http://{host}:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(create_callback_app(manager), log_level="warning", access_log=False,
-                                lifespan="off")
+        app = RequestGuard(create_callback_app(manager), settings.max_body_bytes)
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
         url = settings.callback_listen
         self.server = AnnouncingServer(config, lambda: log.info(listening_line(url, role="callbacks")))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
@@ -73,9 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"lclstream-api: {exc}", file=sys.stderr)
         return 2
+    from certified.config import config_dir
     from certified.errors import CertifiedError
     from certified.serve import serve
 
+    log.info("lclstream-api: config %s; paths %s (identity %s); commands nng_stream=%s lclstreamer=%s; "
+             "request bodies up to %d bytes", absolute(args.config), describe_paths(settings),
+             absolute(config_dir(settings.certified_config)), settings.commands.nng_stream,
+             settings.commands.lclstreamer, settings.max_body_bytes)
     manager = TransferManager(settings, PsikLauncher(settings.psik_config()))
     try:
         callbacks = CallbackListener(settings, manager)
@@ -86,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     manager.start()
     log.info("lclstream-api: callbacks on %s, API on %s", settings.callback_listen, settings.listen)
     try:
-        serve(create_app(manager), settings.listen, settings.certified_config, log_level=args.log_level)
+        serve(create_app(manager), settings.listen, settings.certified_config, log_level=args.log_level,
+              max_body=settings.max_body_bytes)
     except CertifiedError as exc:
         print(f"lclstream-api: {exc}", file=sys.stderr)
         return 2

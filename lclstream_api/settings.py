@@ -19,9 +19,14 @@ Example (every key but ``state_dir`` has a default)::
     buffer_backend: default                 # buffers run on the data transfer node itself
     max_message_size: 256M                  # a buffer disconnects a producer announcing a larger message
     allow_plain_tcp: false                  # true on a trusted network only: options.tls=false gives tcp://
+    max_body_bytes: 1048576                 # larger request bodies get 413
 
 Data streams are tls+tcp with certificates made for each transfer (``lclstream_api.credentials``);
 the former ``data_tls`` service identity is no longer used.
+
+Paths (``state_dir``, ``certified_config``, ``jobs_prefix``, commands given with a folder) are
+resolved once, at load: relative to this file's folder, ``~`` expanded. Declare any new path setting
+as ``ConfigPath`` and it is resolved the same way.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from buffer.config import parse_size
+from certified.config_paths import ConfigCommand, ConfigPath, absolute, file_context
+from certified.request_guard import DEFAULT_MAX_BODY
 from psik.jobdir import PREFIX_MODE
 from psik.models import BackendConfig, PsikConfig, default_backends
 
@@ -76,8 +83,8 @@ class CommandsConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    nng_stream: str = Field(default_factory=lambda: _beside_python("nng-stream"))
-    lclstreamer: str = Field(default_factory=lambda: _beside_python("lclstreamer"))
+    nng_stream: ConfigCommand = Field(default_factory=lambda: _beside_python("nng-stream"))
+    lclstreamer: ConfigCommand = Field(default_factory=lambda: _beside_python("lclstreamer"))
 
 
 def _beside_python(name: str) -> str:
@@ -90,15 +97,15 @@ def _beside_python(name: str) -> str:
 class ServiceConfig(BaseModel):
     """Configuration of one LCLStream-API instance."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     listen: str = Field("https://127.0.0.1:8443", description="URL the mutual-TLS API is served on")
     callback_listen: str = Field(
         "http://127.0.0.1:8444",
         description="loopback-only plain-HTTP listener for signed buffer/job callbacks")
-    state_dir: Path = Field(description="SQLite database and per-transfer files live here")
-    certified_config: Path | None = Field(None, description="certified config dir of the service identity")
-    jobs_prefix: Path | None = Field(None, description="Psi-k jobs folder (default: STATE_DIR/jobs)")
+    state_dir: ConfigPath = Field(description="SQLite database and per-transfer files live here")
+    certified_config: ConfigPath | None = Field(None, description="certified config dir of the service identity")
+    jobs_prefix: ConfigPath | None = Field(None, description="Psi-k jobs folder (default: STATE_DIR/jobs)")
     backends: dict[str, BackendConfig] = Field(
         default_factory=default_backends, description="Psi-k backends the jobs may run on")
     buffer_backend: str = Field("default", description="Psi-k backend the buffers run on (a local one)")
@@ -122,6 +129,8 @@ class ServiceConfig(BaseModel):
                            "anyone who reaches the buffer's ports may read or write. For trusted networks only")
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
     poll_interval: float = Field(1.0, gt=0, le=60, description="seconds between reconciliations")
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY, ge=1024, le=1 << 30,
+                                description="request bodies over this many bytes get 413")
 
     @field_validator("callback_listen")
     @classmethod
@@ -145,12 +154,6 @@ class ServiceConfig(BaseModel):
     def _size(cls, value: Any) -> Any:
         return parse_size(value) if isinstance(value, str) else value
 
-    @field_validator("state_dir", "certified_config", "jobs_prefix")
-    @classmethod
-    def _absolute(cls, value: Path | None) -> Path | None:
-        """A relative path counts from where the service starts (its jobs run in other folders)."""
-        return None if value is None else value.expanduser().absolute()
-
     @field_validator("listen")
     @classmethod
     def _https(cls, value: str) -> str:
@@ -167,7 +170,8 @@ class ServiceConfig(BaseModel):
         return self
 
     def psik_config(self) -> PsikConfig:
-        return PsikConfig(prefix=self.jobs_prefix or self.state_dir / "jobs", backends=self.backends,
+        """Psi-k's config for this service's jobs; its paths are absolute (jobs run in their own folders)."""
+        return PsikConfig(prefix=absolute(self.jobs_prefix or self.state_dir / "jobs"), backends=self.backends,
                           admins=self.admins, accounts=self.accounts)
 
     def prepare_state_dir(self) -> None:
@@ -204,7 +208,11 @@ def split_listen(url: str, scheme: str) -> tuple[str, int]:
 
 
 def load_settings(source: str | Path | dict[str, Any]) -> ServiceConfig:
-    """Load and validate a service config from a YAML file or a dict."""
+    """Load and validate a service config from a YAML file or a dict.
+
+    Relative paths in a file are taken from the file's folder; in a dict, from the current directory.
+    """
+    context = None
     if isinstance(source, dict):
         data: Any = source
     else:
@@ -215,10 +223,11 @@ def load_settings(source: str | Path | dict[str, Any]) -> ServiceConfig:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise SettingsError(f"service config {str(path)!r} is not valid YAML: {exc}") from exc
+        context = file_context(path)
     if not isinstance(data, dict):
         raise SettingsError("service config must be a mapping of settings")
     try:
-        return ServiceConfig.model_validate(data)
+        return ServiceConfig.model_validate(data, context=context)
     except ValidationError as exc:
         errors = [(".".join(str(p) for p in e["loc"]) or "(top)", e["msg"]) for e in exc.errors()]
         text = "; ".join(f"{path}: {msg}" for path, msg in errors)

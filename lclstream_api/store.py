@@ -1,4 +1,8 @@
-"""Transfer records and the port pool in SQLite (WAL), so a restarted service still knows everything."""
+"""Transfer records and the port pool in SQLite (WAL), so a restarted service still knows everything.
+
+Beside each record: the hash of the request body that created it (``request_hash``), so a reused
+``Idempotency-Key`` can be told apart from a retry of the same request.
+"""
 
 from __future__ import annotations
 
@@ -30,11 +34,12 @@ CREATE TABLE IF NOT EXISTS ports (
 
 
 class DuplicateKey(Exception):
-    """Another transfer of this owner already has this idempotency key."""
+    """Another transfer of this owner already has this idempotency key (made by ``request_hash``)."""
 
-    def __init__(self, existing: TransferRecord) -> None:
+    def __init__(self, existing: TransferRecord, request_hash: str | None) -> None:
         super().__init__(existing.id)
         self.existing = existing
+        self.request_hash = request_hash
 
 
 class PoolExhausted(Exception):
@@ -50,22 +55,27 @@ class TransferStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(transfers)")}
+        if "request_hash" not in columns:  # a database made before request hashes were kept
+            self._db.execute("ALTER TABLE transfers ADD COLUMN request_hash TEXT")
         self._lock = threading.RLock()
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def insert(self, record: TransferRecord) -> None:
+    def insert(self, record: TransferRecord, request_hash: str | None = None) -> None:
+        """Add a new record; ``DuplicateKey`` when its owner already used its idempotency key."""
         with self._lock:
             if record.idempotency_key is not None:
-                existing = self.by_idempotency_key(record.owner, record.idempotency_key)
-                if existing is not None:
-                    raise DuplicateKey(existing)
+                found = self.by_idempotency_key(record.owner, record.idempotency_key)
+                if found is not None:
+                    raise DuplicateKey(*found)
             self._db.execute(
-                "INSERT INTO transfers (id, owner, state, created, idempotency_key, record) VALUES (?,?,?,?,?,?)",
+                "INSERT INTO transfers (id, owner, state, created, idempotency_key, record, request_hash) "
+                "VALUES (?,?,?,?,?,?,?)",
                 (record.id, record.owner, record.state.value, record.created, record.idempotency_key,
-                 record.model_dump_json()))
+                 record.model_dump_json(), request_hash))
 
     def save(self, record: TransferRecord) -> None:
         with self._lock:
@@ -77,11 +87,12 @@ class TransferStore:
             row = self._db.execute("SELECT record FROM transfers WHERE id = ?", (transfer_id,)).fetchone()
         return TransferRecord.model_validate_json(row[0]) if row else None
 
-    def by_idempotency_key(self, owner: str, key: str) -> TransferRecord | None:
+    def by_idempotency_key(self, owner: str, key: str) -> tuple[TransferRecord, str | None] | None:
+        """The owner's transfer made with ``key`` and the hash of its request (None for old records)."""
         with self._lock:
-            row = self._db.execute("SELECT record FROM transfers WHERE owner = ? AND idempotency_key = ?",
+            row = self._db.execute("SELECT record, request_hash FROM transfers WHERE owner = ? AND idempotency_key = ?",
                                    (owner, key)).fetchone()
-        return TransferRecord.model_validate_json(row[0]) if row else None
+        return (TransferRecord.model_validate_json(row[0]), row[1]) if row else None
 
     def list(self, owner: str | None = None, state: TransferState | None = None) -> list[TransferRecord]:
         query, args = "SELECT record FROM transfers WHERE 1=1", []

@@ -6,6 +6,7 @@ name); anyone else gets 403 on every route, logged. Jobs belong to the identity 
 and run as its account; other callers get 404 for them. The config's ``admins`` see all, but only
 when the service's own CA vouched for them. Backends listing ``users`` refuse others with 403; a job
 above its backend's ``limits`` gets 422 naming the field.
+Error answers have ``certified.api_errors``' shape (field paths, never the input echoed back).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict
 
+from certified.api_errors import error_response, field_error, install_error_handlers, quoted
 from certified.fastapi import Caller, caller
 from psik import accounts, safefs
 from psik.accounts import NoAccount
@@ -62,7 +64,7 @@ Who = Annotated[User, Depends(user)]
 
 def check_jobid(jobid: str) -> str:
     if not re.match(JOBID_PATTERN, jobid):
-        raise HTTPException(status_code=400, detail=f"jobid {jobid!r} is not a job id (expected {JOBID_PATTERN})")
+        raise HTTPException(status_code=400, detail=f"jobid {quoted(jobid)} is not a job id (expected {JOBID_PATTERN})")
     return jobid
 
 
@@ -104,42 +106,42 @@ def create_app(config: PsikConfig) -> FastAPI:
     app = FastAPI(title="Psik-API", version="1", lifespan=lifespan,
                   description="One folder per job; local and SLURM backends; signed state callbacks.")
     app.state.manager = manager
+    install_error_handlers(app)
 
     @app.exception_handler(JobNotFound)
     async def _not_found(request: Request, exc: JobNotFound) -> JSONResponse:
-        return JSONResponse(status_code=404, content={"detail": str(exc)})
+        return error_response(404, str(exc))
 
     @app.exception_handler(PathEscape)
     async def _escape(request: Request, exc: PathEscape) -> JSONResponse:
-        return JSONResponse(status_code=400, content={"detail": str(exc)})
+        return error_response(400, str(exc))
 
     @app.exception_handler(BackendForbidden)
     async def _forbidden(request: Request, exc: BackendForbidden) -> JSONResponse:
-        return JSONResponse(status_code=403, content={"detail": str(exc)})
+        return error_response(403, str(exc))
 
     @app.exception_handler(UnknownBackend)
     async def _unknown_backend(request: Request, exc: UnknownBackend) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": [
-            {"loc": ["body", "backend"], "msg": str(exc), "type": "unknown_backend"}]})
+        return error_response(422, [field_error(["body", "backend"], str(exc), "unknown_backend")])
 
     @app.exception_handler(NoAccount)
     async def _no_account(request: Request, exc: NoAccount) -> JSONResponse:
         log.warning("refused %s %s: %s", request.method, request.url.path, exc)
-        return JSONResponse(status_code=403, content={"detail": str(exc)})
+        return error_response(403, str(exc))
 
     @app.exception_handler(LimitsExceeded)
     async def _limits(request: Request, exc: LimitsExceeded) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": [
-            {"loc": ["body", "resources", p.field], "msg": str(p), "type": "limit_exceeded"} for p in exc.problems]})
+        return error_response(422, [field_error(["body", "resources", p.field], str(p), "limit_exceeded")
+                                    for p in exc.problems])
 
     @app.exception_handler(Unreachable)
     async def _unreachable(request: Request, exc: Unreachable) -> JSONResponse:
         log.error("%s", exc)
-        return JSONResponse(status_code=503, content={"detail": f"this service is misconfigured: {exc}"})
+        return error_response(503, f"this service is misconfigured: {exc}")
 
     @app.exception_handler(TransitionRefused)
     async def _conflict(request: Request, exc: TransitionRefused) -> JSONResponse:
-        return JSONResponse(status_code=409, content={"detail": str(exc)})
+        return error_response(409, str(exc))
 
     @app.get("/v1/backends", response_model=list[BackendInfo])
     def backends(who: Who) -> list[BackendInfo]:
@@ -180,15 +182,15 @@ def create_app(config: PsikConfig) -> FastAPI:
         manager.get(jobid, who.name, who.admin)  # ownership
         job = JobDir.find(config.prefix, jobid)
         if PurePosixPath(path).as_posix() in HIDDEN_FILES:
-            raise HTTPException(status_code=400, detail=f"path: {path!r} is private to psik")
+            raise HTTPException(status_code=400, detail=f"path: {quoted(path)} is private to psik")
         try:
             fh = safefs.open_file(job.path, path, "r", field="path")
         except (FileNotFoundError, IsADirectoryError):
-            raise HTTPException(status_code=404, detail=f"path: no file {path!r} in job {jobid}") from None
+            raise HTTPException(status_code=404, detail=f"path: no file {quoted(path)} in job {jobid}") from None
         with fh:
             text = fh.read(MAX_FILE_BYTES + 1)
         if len(text) > MAX_FILE_BYTES:
-            raise HTTPException(status_code=413, detail=f"path: {path!r} is larger than {MAX_FILE_BYTES} bytes")
+            raise HTTPException(status_code=413, detail=f"path: {quoted(path)} is larger than {MAX_FILE_BYTES} bytes")
         return text
 
     return app

@@ -1,14 +1,23 @@
-"""``psik-api``: serve Psik-API over certified mutual TLS."""
+"""``psik-api``: serve Psik-API over certified mutual TLS.
+
+Logs the configuration's resolved paths at start; request bodies over the config's ``max_body_bytes``
+are refused with 413 (``certified.request_guard``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
+from certified.config import config_dir
+from certified.config_paths import absolute, describe_paths
 from certified.errors import CertifiedError
-from psik.config import InputError, load_config
+from psik.config import CONFIG_ENV, InputError, load_config
+
+log = logging.getLogger("psik.api")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,8 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     from certified.serve import serve
     from psik.api import create_app
 
+    identity = absolute(config_dir(args.certified_config))  # --certified-config, $CERTIFIED_CONFIG or default
+    source = args.config or os.environ.get(CONFIG_ENV)
+    log.info("psik-api: config %s; paths %s certified_config=%s; request bodies up to %d bytes",
+             absolute(source) if source else "(defaults)", describe_paths(config),
+             identity, config.max_body_bytes)
     try:
-        serve(create_app(config), args.listen, args.certified_config, log_level=args.log_level)
+        serve(create_app(config), args.listen, identity, log_level=args.log_level, max_body=config.max_body_bytes)
     except CertifiedError as exc:
         print(f"psik-api: {exc}", file=sys.stderr)
         return 2

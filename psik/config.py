@@ -1,4 +1,9 @@
-"""Loading the Psi-k config (YAML or JSON) and job specs, with every field error reported."""
+"""Loading the Psi-k config (YAML or JSON) and job specs, with every field error reported.
+
+Paths in a config file are resolved once, here: relative to the file's folder, ``~`` expanded
+(``certified.config_paths``); a ``--prefix`` given on a command line is relative to the current
+directory, like any command-line path.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from certified.config_paths import absolute, file_context
 from psik.models import JobSpec, PsikConfig
 from psik.paths import default_prefix
 
@@ -53,11 +59,11 @@ def parse_text(text: str, source: str) -> Any:
         raise InputError(source, [f"not valid {'JSON' if source.endswith('.json') else 'YAML'}: {exc}"]) from exc
 
 
-def validate(model: type[M], data: Any, source: str) -> M:
+def validate(model: type[M], data: Any, source: str, context: dict[str, Any] | None = None) -> M:
     if not isinstance(data, dict):
         raise InputError(source, [f"expected a mapping of fields, got {type(data).__name__}"])
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         raise InputError(source, field_errors(exc)) from exc
 
@@ -74,16 +80,18 @@ def load_spec(path: Path) -> JobSpec:
 
 
 def load_config(path: Path | None = None, prefix: Path | None = None) -> PsikConfig:
-    """The config named by ``path`` or $PSIK_CONFIG; without either, a ``default`` local backend."""
+    """The config named by ``path`` or $PSIK_CONFIG; without either, a ``default`` local backend.
+
+    Every path in it is absolute afterwards (see the module docstring).
+    """
     name = path or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
     if name is None:
-        data: dict[str, Any] = {"prefix": str(prefix or default_prefix())}
+        data: dict[str, Any] = {"prefix": str(absolute(prefix or default_prefix()))}
     else:
         data = parse_text(read_file(name), str(name)) or {}
         if not isinstance(data, dict):
             raise InputError(str(name), ["expected a mapping of fields"])
         if prefix is not None:
-            data["prefix"] = str(prefix)
+            data["prefix"] = str(absolute(prefix))
         data.setdefault("prefix", str(default_prefix()))
-    config = validate(PsikConfig, data, str(name or "defaults"))
-    return config.model_copy(update={"prefix": config.prefix.expanduser().absolute()})
+    return validate(PsikConfig, data, str(name or "defaults"), file_context(name) if name else None)

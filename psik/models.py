@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import re
 from enum import StrEnum
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from certified.config_paths import ConfigPath
+from certified.request_guard import DEFAULT_MAX_BODY
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 JOBID_PATTERN = r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{6}$"
@@ -20,7 +22,7 @@ RESERVED_ENV = frozenset({"jobid", "jobndx", "base", "mpirun", "nodes"})
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class JobState(StrEnum):
@@ -165,7 +167,7 @@ def default_backends() -> dict[str, BackendConfig]:
 
 
 class PsikConfig(Strict):
-    prefix: Path
+    prefix: ConfigPath = Field(description="folder of the job folders; relative to the config file's folder")
     backends: dict[str, BackendConfig] = Field(default_factory=default_backends)
     admins: list[str] = Field(
         default_factory=list, description="identities that see every job (only names the server's own CA signed)")
@@ -174,6 +176,8 @@ class PsikConfig(Strict):
         description="certificate identity -> OS account its jobs run as; unset: only the identity named like "
                     "the account the service runs as, which its jobs run as")
     poll_interval: float = Field(default=10.0, gt=0, description="seconds between SLURM reconciliations")
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY, ge=1024, le=1 << 30,
+                                description="Psik-API answers 413 to larger request bodies")
 
     @field_validator("accounts")
     @classmethod

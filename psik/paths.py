@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
+from certified.api_errors import quoted
+
 
 class PathEscape(ValueError):
     """A path in a request points outside the job folder."""
@@ -16,9 +18,9 @@ def inside(relative: str, *, field: str = "path") -> PurePosixPath:
         raise PathEscape(f"{field}: empty or NUL-containing path is not allowed")
     pure = PurePosixPath(relative)
     if pure.is_absolute():
-        raise PathEscape(f"{field}: absolute path {relative!r} is not allowed; give a path inside the job folder")
+        raise PathEscape(f"{field}: absolute path {quoted(relative)} is not allowed; give a path inside the job folder")
     if ".." in pure.parts:
-        raise PathEscape(f"{field}: '..' in {relative!r} is not allowed; paths stay inside the job folder")
+        raise PathEscape(f"{field}: '..' in {quoted(relative)} is not allowed; paths stay inside the job folder")
     return pure
 
 
@@ -28,7 +30,7 @@ def confine(base: Path, relative: str, *, field: str = "path") -> Path:
     root = base.resolve()
     target = (root / pure).resolve()
     if target != root and root not in target.parents:
-        raise PathEscape(f"{field}: {relative!r} resolves outside the job folder (through a symlink)")
+        raise PathEscape(f"{field}: {quoted(relative)} resolves outside the job folder (through a symlink)")
     return target
 
 

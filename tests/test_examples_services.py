@@ -4,6 +4,7 @@ answering the user it introduced, SIGTERM stopping it). Only the ports are moved
 
 from __future__ import annotations
 
+import getpass
 import random
 import re
 import shutil
@@ -58,11 +59,14 @@ def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
 def test_services_run_as_the_readme_says(tmp_path: Path) -> None:
     shutil.copytree(SERVICES, tmp_path / "examples" / "services")
     env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(tmp_path)}
-    made = run(["sh", "examples/services/identities.sh", ".services", "alice"], tmp_path, env)
-    assert made.stdout.strip().endswith(f"export CERTIFIED_CONFIG={tmp_path}/.services/alice")
-    again = run(["sh", "examples/services/identities.sh", ".services", "alice"], tmp_path, env)
+    # the services run in their single-user default: they accept the identity named like the login
+    # that runs them, which is the name identities.sh gives the user by default
+    me = getpass.getuser()
+    made = run(["sh", "examples/services/identities.sh", ".services"], tmp_path, {**env, "USER": me})
+    assert made.stdout.strip().endswith(f"export CERTIFIED_CONFIG={tmp_path}/.services/{me}")
+    again = run(["sh", "examples/services/identities.sh", ".services", me], tmp_path, env)
     assert "kept .services/lclstream-api/identity" in again.stdout
-    user = {**env, "CERTIFIED_CONFIG": str(tmp_path / ".services" / "alice"), "LCLSTREAM_SERVER": "lclstream"}
+    user = {**env, "CERTIFIED_CONFIG": str(tmp_path / ".services" / me), "LCLSTREAM_SERVER": "lclstream"}
 
     api_config = tmp_path / "examples" / "services" / "lclstream-api.yaml"
     settings = yaml.safe_load(api_config.read_text())

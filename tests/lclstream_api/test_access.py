@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import ssl
 import subprocess
@@ -99,9 +100,12 @@ def test_callbacks_need_the_transfer_signature(service: Service) -> None:
             with sqlite3.connect(Path(service.settings["state_dir"]) / "transfers.sqlite") as db:
                 record = db.execute("SELECT record FROM transfers WHERE id = ?", (view.id,)).fetchone()[0]
             secret = yaml.safe_load(record)["cb_secret"]
-            job_body = b'{"jobid": "x", "jobndx": 1, "state": "active", "info": ""}'
-            signed = http.post(callback.replace("/buffer?", "/job?"), content=job_body,
-                               headers={"x-hub-signature-256": sign(job_body, secret)})
+            job_callback = callback.replace("/buffer?", "/job?")
+            stranger = b'{"jobid": "x", "jobndx": 1, "state": "active", "info": ""}'
+            signed = http.post(job_callback, content=stranger, headers={"x-hub-signature-256": sign(stranger, secret)})
+            assert signed.status_code == 422 and "not a job of transfer" in signed.text  # signed, but no job of it
+            job_body = json.dumps({"jobid": view.jobs["buffer"].jobid, "jobndx": 1, "state": "active"}).encode()
+            signed = http.post(job_callback, content=job_body, headers={"x-hub-signature-256": sign(job_body, secret)})
             assert signed.status_code == 204
         assert api.status(view.id).state.value != "failed"  # the forged "failed" changed nothing
         api.cancel(view.id)

@@ -110,8 +110,9 @@ def _listening_url(log: Path, proc: subprocess.Popen[bytes]) -> str | None:
 
 
 @contextmanager
-def psik_api(config: Path, certified_dir: Path, log: Path, env: dict[str, str] | None = None) -> Iterator[str]:
-    """``psik-api --config CONFIG`` on a free loopback port as its own process; yields its URL.
+def psik_api(config: Path, certified_dir: Path, log: Path, env: dict[str, str] | None = None,
+             cwd: Path | None = None) -> Iterator[str]:
+    """``psik-api --config CONFIG`` on a free loopback port as its own process (started in ``cwd``); yields its URL.
 
     At the end every unfinished job of that config is canceled and the server is stopped (SIGTERM, then
     SIGKILL of its process group).
@@ -121,7 +122,7 @@ def psik_api(config: Path, certified_dir: Path, log: Path, env: dict[str, str] |
     with open(log, "wb") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "psik.api_cli", "--config", str(config), "--listen",
                                  "https://127.0.0.1:0", "--certified-config", str(certified_dir)],
-                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=cwd)
     try:
         yield wait_for(lambda: _listening_url(log, proc), timeout=60, what="psik-api to listen")
     finally:

@@ -131,9 +131,9 @@ def test_lclstream_api_binds_names_and_admin_rights_to_trust_entries(tmp_path: P
     pki = make_pki(tmp_path, server="lclstream-api", users=("alice", "operator"))
     members = attackers(tmp_path, pki)
     service = Service(tmp_path / "svc", pki, overrides={"admins": ["operator"]})
-    point_all(members, "lclstream", service.url, pki)
     try:
-        service.start()
+        service.start()  # the service picks its port: point the lab identities at it once it listens
+        point_all(members, "lclstream", service.url, pki)
         with service.client("alice") as alice:
             view = alice.request(synthetic_config(events=8), {"idle_timeout": 120})
         with TransferClient("lclstream", members["lab-operator"]) as lab_operator, pytest.raises(TransferAPIError) as err:
