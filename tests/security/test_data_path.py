@@ -8,13 +8,11 @@ asserted by the connection's fate and by the buffer's log line, and nothing is l
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import sqlite3
 import ssl
 import stat
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +111,8 @@ def _pulse_ids(batches) -> list[int]:
 def test_nobody_but_its_producers_and_readers_can_touch_alices_stream(tmp_path: Path, api_pki: Pki) -> None:  # noqa: F811
     gate, launcher = gated_mpirun(tmp_path)
     backends = {"default": {"type": "local"}, "gated": {"type": "local", "mpirun": str(launcher)}}
-    with _running(tmp_path / "svc", api_pki, {"backends": backends}) as service, service.client("alice") as alice, \
+    with Service(tmp_path / "svc", api_pki, overrides={"backends": backends}).running() as service, \
+            service.client("alice") as alice, \
             service.client("bob") as bob, service.client("admin") as admin:
         view = alice.request(synthetic_config(events=EVENTS, batch=4), {"ranks": RANKS, "backend": "gated"})
         assert view.protected and view.url.startswith("tls+tcp://")
@@ -198,20 +197,9 @@ def _recv_url(service: Service, transfer_id: str) -> str:
     return str(yaml.safe_load(record)["recv_url"])
 
 
-@contextlib.contextmanager
-def _running(root: Path, pki: Pki, overrides: dict | None = None) -> Iterator[Service]:
-    service = Service(root, pki, overrides=overrides or {})
-    try:
-        service.start()
-        yield service
-    finally:
-        service.stop()
-        service.cleanup_jobs()
-
-
 def test_credentials_are_made_per_caller_and_the_ca_key_stays_with_the_service(tmp_path: Path,
                                                                                api_pki: Pki) -> None:  # noqa: F811
-    with _running(tmp_path / "svc", api_pki) as service, service.client("alice") as alice, \
+    with Service(tmp_path / "svc", api_pki).running() as service, service.client("alice") as alice, \
             service.client("bob") as bob:
         view = alice.request(synthetic_config(events=8), {"readers": ["bob"], "idle_timeout": 60})
         mine, theirs = alice.credentials(view.id), bob.credentials(view.id)
