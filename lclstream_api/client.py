@@ -4,6 +4,7 @@
         view = api.request(config, TransferOptions(ranks=2), idempotency_key="mfx123-r42")
         print(view.id, view.url)
         api.status(view.id).state
+        creds = api.credentials(view.id)                  # what a consumer needs to pull the data
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import yaml
 
 from certified.service_client import ServiceClient, ServiceError
-from lclstream_api.models import TransferList, TransferOptions, TransferView
+from lclstream_api.models import DataCredentials, TransferList, TransferOptions, TransferView
 from lclstream_api.states import TERMINAL, TransferState
 
 
@@ -75,6 +76,10 @@ class TransferClient(ServiceClient):
             time.sleep(interval)
             view = self.status(transfer_id)
         return view
+
+    def credentials(self, transfer_id: str) -> DataCredentials:
+        """How to pull a transfer's data (for its owner and its readers): url, CA, a certificate made now."""
+        return DataCredentials.model_validate(self._call("GET", f"/v1/transfers/{transfer_id}/credentials"))
 
     def cancel(self, transfer_id: str) -> TransferView:
         return TransferView.model_validate(self._call("DELETE", f"/v1/transfers/{transfer_id}"))
