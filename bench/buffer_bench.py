@@ -28,7 +28,9 @@ from typing import Any, NamedTuple
 
 import pynng
 
+from buffer.end_marker import END_MARKER
 from buffer.memory import resident_bytes
+from buffer.nng_side import message_is_end, msg_len
 
 SPAWN = multiprocessing.get_context("spawn")
 NNG_STREAM = shutil.which("nng-stream") or str(Path(sys.executable).with_name("nng-stream"))
@@ -57,7 +59,7 @@ def producer(urls: list[str], count: int, size: int, ready, go, end_marker: bool
         if end_marker:  # tell the buffer this producer is done; wait for it to hang up (nothing lost)
             removed = threading.Event()
             sock.add_post_pipe_remove_cb(lambda _p: removed.set())
-            sock.send(b"")
+            sock.send(END_MARKER)
             removed.wait(120)
         else:
             time.sleep(1.0)  # let nng finish writing before the socket closes
@@ -78,8 +80,8 @@ def consumer(url: str, listen: bool, ready, stop, results, delay: float = 0.0) -
                 if stop.is_set():
                     break
                 continue
-            n = pynng.lib.nng_msg_len(msg._nng_msg)
-            if n == 0:
+            n = msg_len(msg)
+            if message_is_end(msg, n):
                 break
             count += 1
             nbytes += n

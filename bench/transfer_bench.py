@@ -1,18 +1,21 @@
-"""Transfer benchmark: LCLStream-API start-up latency and throughput against a direct push.
+"""Transfer benchmark: LCLStream-API start-up latency, throughput against a direct push, and the cost
+of the protected data path.
 
-    python bench/transfer_bench.py [--repeats 5] [--events 96]
+    python bench/transfer_bench.py [--repeats 5] [--events 1600] [--rounds 2]
 
 1. Latency: time from ``POST /v1/transfers`` to the first batch at a client (p50, min, max over
-   ``--repeats`` small transfers); most of it is process start-up (psik supervisor, nng-stream,
-   mpiexec, lclstreamer ranks). Target p50 <= 1.5 s.
-2. Throughput: one streamer config (epix10k2M frames, uncompressed HDF5, 2 MPI ranks) through the API
-   (buffer in between, jobs started by Psi-k) against the same config pushing straight into one
-   consumer (``mpiexec -n 2 lclstreamer`` with an NNG push to a listening Pull0). Both runs are
-   timed from launch to the last byte, alternating, and the best of each is compared. Target >= 0.8x.
-   A third path, the same buffer started by hand (no API, no Psi-k), splits the cost between the
-   extra hop through the buffer and the service itself. The consumer opens two connections to the
-   buffer (``connections=2``), as the direct consumer has one from each rank, so a large message
-   does not hold up the next.
+   ``--repeats`` small protected transfers, credentials fetched in between, then as many over plain
+   tcp); most of it is process start-up (psik supervisor, nng-stream, mpiexec, lclstreamer ranks).
+   Target p50 <= 1.5 s.
+2. Throughput: one streamer config (epix10k2M frames, uncompressed HDF5, 2 MPI ranks) along four
+   paths, alternating, timed from launch to the last byte, best of ``--rounds`` each:
+   ``direct`` (``mpiexec -n 2 lclstreamer`` pushing straight into one listening Pull0), ``buffer``
+   (the same through an nng-stream started by hand), ``api-tcp`` (through LCLStream-API with
+   ``options.tls=false``, which the bench's service allows) and ``api-tls`` (the default: TLS with the
+   transfer's own certificates on both hops, consumer certificate from ``/credentials``).
+   Targets: api-tcp / direct >= 0.8x; api-tls / api-tcp >= 0.5x. The consumer opens two connections
+   to the buffer (``connections=2``), as the direct consumer has one from each rank, so a large
+   message does not hold up the next.
 
 Prints ratios measured side by side in one run. Not a test: no assertion on time.
 """
@@ -32,7 +35,9 @@ import pynng
 import yaml
 
 from buffer.client import messages
+from buffer.end_marker import is_end
 from lclstream_api.local import BIN, LocalDeployment, free_port
+from lclstream_api.transport import open_transfer
 from streamer.envelope import MessageKind, StreamLedger, unpack
 
 CONSUMER_CONNECTIONS = 2
@@ -52,28 +57,30 @@ def synthetic(events: int, detector: bool, compression: str = "none") -> dict[st
             "data_handlers": [{"type": "BinaryFileWritingDataHandler", "write_directory": "unused"}]}
 
 
-def latency(deployment: LocalDeployment, repeats: int) -> list[float]:
+def latency(deployment: LocalDeployment, repeats: int, tls: bool) -> list[float]:
     out = []
     with deployment.client() as api:
         for i in range(repeats):
             t0 = time.perf_counter()
             view = api.request(synthetic(16, detector=False) | {"source_identifier": f"exp=bench:run={i}"},
-                               {"ranks": 2})
+                               {"ranks": 2, "tls": tls})
+            _creds, context = open_transfer(view.id, api)
             first = None
-            for _ in messages(view.url, timeout=60):
+            for _ in messages(view.url, context=context, timeout=60):
                 first = first or time.perf_counter()
             out.append((first or time.perf_counter()) - t0)
             api.wait(view.id, interval=0.2)
     return out
 
 
-def through_api(deployment: LocalDeployment, config: dict[str, Any]) -> tuple[float, float, int]:
+def through_api(deployment: LocalDeployment, config: dict[str, Any], tls: bool) -> tuple[float, float, int]:
     """(launch -> last byte seconds, first -> last byte seconds, bytes) through LCLStream-API."""
     with deployment.client() as api:
         t0 = time.perf_counter()
-        view = api.request(config, {"ranks": 2, "max_bytes": 512 * 2**20})
+        view = api.request(config, {"ranks": 2, "max_bytes": 512 * 2**20, "tls": tls})
+        _creds, context = open_transfer(view.id, api)
         first, nbytes = None, 0
-        for message in messages(view.url, timeout=120, connections=CONSUMER_CONNECTIONS):
+        for message in messages(view.url, context=context, timeout=120, connections=CONSUMER_CONNECTIONS):
             first = first or time.perf_counter()
             nbytes += len(message)
         t1 = time.perf_counter()
@@ -96,7 +103,7 @@ def direct(config: dict[str, Any], workdir: Path) -> tuple[float, float, int]:
             while len(ledger.expected) < 2:
                 msg = sock.recv_msg()
                 body = msg.bytes
-                if not body:  # a rank's transport end marker: hang up like a buffer does
+                if is_end(body):  # a rank's transport end marker: hang up like a buffer does
                     msg.pipe.close()
                     continue
                 first = first or time.perf_counter()
@@ -157,27 +164,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="alternating direct/API rounds")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="transfer-bench-") as tmp, \
-            LocalDeployment(Path(tmp) / "deploy", "bench") as deployment:
-        lat = latency(deployment, args.repeats)
-        print(f"POST -> first batch over {len(lat)} transfers: p50 {statistics.median(lat):.2f} s, "
-              f"min {min(lat):.2f} s, max {max(lat):.2f} s (target p50 <= 1.5 s)")
+            LocalDeployment(Path(tmp) / "deploy", "bench", settings={"allow_plain_tcp": True}) as deployment:
+        for tls in (True, False):
+            lat = latency(deployment, args.repeats, tls)
+            print(f"POST -> first batch over {len(lat)} {'protected' if tls else 'plain tcp'} transfers: "
+                  f"p50 {statistics.median(lat):.2f} s, min {min(lat):.2f} s, max {max(lat):.2f} s"
+                  + (" (target p50 <= 1.5 s)" if tls else ""))
         config = synthetic(args.events, detector=True)
-        runs: dict[str, list[tuple[float, float, int]]] = {"direct": [], "buffer": [], "api": []}
+        runs: dict[str, list[tuple[float, float, int]]] = {"direct": [], "buffer": [], "api-tcp": [], "api-tls": []}
         for _ in range(args.rounds):
             runs["direct"].append(direct(config, Path(tmp)))
             runs["buffer"].append(buffer_only(config, Path(tmp)))
-            runs["api"].append(through_api(deployment, config))
+            runs["api-tcp"].append(through_api(deployment, config, tls=False))
+            runs["api-tls"].append(through_api(deployment, config, tls=True))
         best = {k: min(v, key=lambda r: r[0]) for k, v in runs.items()}
         for name, (total, steady, nbytes) in best.items():
-            print(f"{name:>6}: {nbytes / 2**20:.0f} MiB, launch->last byte {total:.2f} s "
+            print(f"{name:>7}: {nbytes / 2**20:.0f} MiB, launch->last byte {total:.2f} s "
                   f"({nbytes / total / 2**30:.3f} GiB/s), first->last byte {steady:.2f} s "
                   f"({nbytes / max(steady, 1e-9) / 2**30:.3f} GiB/s)")
-        for name, base in (("API / direct", "direct"), ("buffer by hand / direct", "direct"),
-                           ("API / buffer by hand", "buffer")):
-            path = "buffer" if name.startswith("buffer") else "api"
-            print(f"throughput {name}: {best[base][0] / best[path][0]:.2f}x launch->last byte, "
-                  f"{best[base][1] / max(best[path][1], 1e-9):.2f}x first->last byte"
-                  + (" (target >= 0.8x)" if name == "API / direct" else ""))
+        for path, base, target in (("api-tcp", "direct", " (target >= 0.8x)"), ("buffer", "direct", ""),
+                                   ("api-tcp", "buffer", ""), ("api-tls", "api-tcp", " (target >= 0.5x)")):
+            print(f"throughput {path} / {base}: {best[base][0] / best[path][0]:.2f}x launch->last byte, "
+                  f"{best[base][1] / max(best[path][1], 1e-9):.2f}x first->last byte{target}")
     return 0
 
 

@@ -15,7 +15,7 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
-from buffer.config import CB_SECRET_ENV, BufferConfig, TLSFiles
+from buffer.config import CB_SECRET_ENV, BufferConfig, TLSFiles, parse_size
 from buffer.engine import Buffer
 from buffer.memory import single_arena
 from buffer.nng_side import EndpointError
@@ -26,7 +26,7 @@ EXIT_BAD_INPUT = 2
 # config field -> command line option, for error messages
 _OPTIONS = {
     "recv": "--recv", "send": "--send", "send_zmq": "--send-zmq", "tls": "--cert/--key/--ca",
-    "cert": "--cert", "key": "--key", "ca": "--ca", "max_bytes": "--max-bytes", "max_messages": "--max-messages",
+    "cert": "--cert", "key": "--key", "ca": "--ca", "require_roles": "--require-roles", "max_bytes": "--max-bytes", "max_messages": "--max-messages",
     "max_message_size": "--max-message-size", "direct_wait": "--direct-wait", "producers": "--producers", "idle_timeout": "--idle-timeout",
     "end_timeout": "--end-timeout", "report_interval": "--report-interval", "status_file": "--status-file",
     "callback": "--callback", "cb_secret": "--cb-secret",
@@ -40,14 +40,10 @@ class _Parser(argparse.ArgumentParser):
 
 def _size(text: str) -> int:
     """Bytes with an optional K/M/G suffix (powers of 1024)."""
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    t = text.strip().lower().removesuffix("ib").removesuffix("b")
-    scale = units.get(t[-1:], 1)
-    number = t[:-1] if t[-1:] in units else t
     try:
-        return int(float(number) * scale)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 512M, 2G, 1048576)") from None
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,9 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cert", help="PEM certificate of this buffer (for tls+tcp:// URLs)")
     p.add_argument("--key", help="PEM private key of this buffer")
     p.add_argument("--ca", help="PEM CA certificate every peer must be signed by")
+    p.add_argument("--require-roles", action="store_true",
+                   help="admit only producer certificates (OU=producer) on --recv and consumer certificates "
+                        "(OU=consumer) on --send, as LCLStream-API makes them for each transfer")
     p.add_argument("--max-bytes", type=_size, default=1 << 30, help="buffered bytes before producers block (1G)")
     p.add_argument("--max-messages", type=int, default=100_000, help="buffered messages before producers block")
-    p.add_argument("--max-message-size", type=_size, default=0, help="largest message accepted (0 = any)")
+    p.add_argument("--max-message-size", type=_size, default=1 << 30,
+                   help="largest message accepted; a producer announcing a larger one is disconnected before "
+                        "anything is allocated (1G; 0 = no limit)")
     p.add_argument("--direct-wait", type=float, default=0.05, metavar="SECONDS",
                    help="how long a message may wait in its producer's connection for a free consumer, which "
                         "then gets it without the buffer copying it (tcp/ipc URLs on both sides); after that it "
@@ -95,7 +96,7 @@ def config_from_args(args: argparse.Namespace) -> BufferConfig:
         tls = TLSFiles(cert=args.cert, key=args.key, ca=args.ca)
     return BufferConfig(
         recv=args.recv, send=args.send, send_zmq=args.send_zmq, recv_dial=args.recv_dial, send_dial=args.send_dial,
-        tls=tls, max_bytes=args.max_bytes, max_messages=args.max_messages, max_message_size=args.max_message_size,
+        tls=tls, require_roles=args.require_roles, max_bytes=args.max_bytes, max_messages=args.max_messages, max_message_size=args.max_message_size,
         direct_wait=args.direct_wait, producers=args.producers, idle_timeout=args.idle_timeout, end_timeout=args.end_timeout,
         report_interval=args.report_interval, status_file=args.status_file, callback=args.callback,
         cb_secret=args.cb_secret,

@@ -46,6 +46,18 @@ def check_zmq_url(url: str) -> str:
     return _check_url(url, ZMQ_SCHEMES)
 
 
+def parse_size(text: str) -> int:
+    """Bytes from ``268435456``, ``256M``, ``1G`` or ``512KiB`` (powers of 1024); ValueError otherwise."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    scale = units.get(t[-1:], 1)
+    number = t[:-1] if t[-1:] in units else t
+    try:
+        return int(float(number) * scale)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{text!r} is not a size (e.g. 256M, 1G, 1048576)") from None
+
+
 def url_host(url: str) -> str | None:
     """The host part of a tcp-like URL (used as the TLS server name when dialling)."""
     return urlsplit(url).hostname
@@ -96,7 +108,15 @@ class BufferConfig(BaseModel):
     tls: TLSFiles | None = None
     max_bytes: int = Field(default=1 << 30, gt=0, description="buffered bytes before producers are blocked")
     max_messages: int = Field(default=100_000, gt=0, description="buffered messages before producers block")
-    max_message_size: int = Field(default=0, ge=0, description="largest message accepted, 0 = unlimited")
+    max_message_size: int = Field(
+        default=1 << 30, ge=0,
+        description="largest message accepted; a producer announcing a larger one is disconnected before "
+                    "anything is allocated for it. 0 = no limit (a message the buffer cannot hold still "
+                    "only disconnects its producer)")
+    require_roles: bool = Field(
+        default=False,
+        description="tls+tcp sides admit only peers whose certificate carries the side's role: "
+                    "OU=producer on recv, OU=consumer on send")
     direct_wait: float = Field(
         default=0.05, ge=0,
         description="seconds a message may wait in its producer's connection for a free consumer, which then "
@@ -124,6 +144,8 @@ class BufferConfig(BaseModel):
             raise ValueError("a tls+tcp:// URL needs cert, key and ca")
         if self.tls is not None and not uses_tls:
             raise ValueError("cert/key/ca were given but no URL uses tls+tcp://")
+        if self.require_roles and not uses_tls:
+            raise ValueError("require_roles checks certificates, so it needs a tls+tcp:// URL")
         if self.cb_secret is not None and self.callback is None:
             raise ValueError("cb_secret was given without a callback URL")
         if self.callback is not None:

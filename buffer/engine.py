@@ -1,10 +1,11 @@
 """One buffer run: a receiving thread and a sending thread around a bounded FIFO, plus the lifecycle.
 
 ``waiting -> streaming -> draining -> done``; ``failed`` on idle timeout; ``canceled`` on ``cancel()``.
-Each side is either plain sockets speaking nng's wire format (tcp:// and ipc://, ``socket_side``: a
-message a free consumer can take goes straight from the producer's connection into the consumer's,
-spliced by the kernel) or pynng (tls+tcp://, ws://, ...: ``nng_side``, messages forwarded as the
-``pynng.Message`` objects nng received). Either way no message is copied in Python.
+Each side is either sockets speaking nng's wire format (tcp://, ipc:// and tls+tcp://, ``socket_side``:
+peers are admitted by TLS certificate and role, and a message a free consumer can take goes straight
+from the producer's connection into the consumer's, spliced by the kernel between plain sockets) or
+pynng (ws://, wss://, inproc://: ``nng_side``, messages forwarded as the ``pynng.Message`` objects nng
+received).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from buffer.config import BufferConfig
 from buffer.fifo import BoundedFifo
 from buffer.nng_side import NngInput, NngOutput
 from buffer.reporting import Reporter
-from buffer.socket_side import CAN_SPLICE, SocketInput, SocketOutput
+from buffer.socket_side import SocketInput, SocketOutput
 from buffer.sp_wire import is_socket_url
 from buffer.status import BufferState, BufferStatus, StatusBoard
 
@@ -64,7 +65,7 @@ class Buffer:
         send_url = cfg.send if cfg.send is not None else f"zmq+{cfg.send_zmq}"
         self.board = StatusBoard(cfg.recv, send_url, os.getpid(), on_change=reporter.state_change)
         socket_out = cfg.send is not None and is_socket_url(cfg.send)
-        direct = CAN_SPLICE and socket_out and is_socket_url(cfg.recv)
+        direct = socket_out and is_socket_url(cfg.recv)
         self.fifo = BoundedFifo(cfg.max_bytes, cfg.max_messages, cfg.direct_wait if direct else 0.0)
         self.stopped = threading.Event()
         self.finished = threading.Event()

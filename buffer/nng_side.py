@@ -1,9 +1,10 @@
-"""The nng sockets of a buffer: producers push into a Pull0, consumers pull from a Push0.
+"""The nng sockets of a buffer (ws://, wss://, inproc://): producers push into a Pull0, consumers pull
+from a Push0.
 
-An empty message is the end of a stream, on both sides: a producer (or an upstream buffer) sends
+``buffer.end_marker`` is the end of a stream, on both sides: a producer (or an upstream buffer) sends
 one after its data and the buffer closes that connection; the buffer sends one to each consumer
-after all data, and the consumer closes its connection on receiving it. Empty messages are
-therefore never forwarded as data.
+after all data, and the consumer closes its connection on receiving it. End markers are therefore
+never forwarded as data.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import pynng
 
 from buffer.config import BufferConfig, url_host
+from buffer.end_marker import END_MARKER, END_MARKER_SIZE, is_end
 from buffer.fifo import BoundedFifo
 from buffer.sp_wire import EndpointError
 from buffer.status import BufferState, StatusBoard
@@ -47,6 +49,12 @@ def payload(item: Any, nbytes: int) -> Any:
 def msg_len(msg: pynng.Message) -> int:
     # The length without materialising the body (pynng has no public accessor for it).
     return pynng.lib.nng_msg_len(msg._nng_msg)
+
+
+def message_is_end(msg: pynng.Message, nbytes: int | None = None) -> bool:
+    """True for an end marker (``msg.bytes`` is never read for a zero-length message: pynng issue 104)."""
+    n = msg_len(msg) if nbytes is None else nbytes
+    return n == 0 or (n == END_MARKER_SIZE and is_end(msg.bytes))
 
 
 def _attach(sock: pynng.Socket, url: str, *, dial: bool, role: str) -> None:
@@ -217,7 +225,7 @@ class NngInput:
                         break  # no producer left and nothing arrived within the poll: input is complete
                     continue
                 n = msg_len(msg)
-                if n == 0:
+                if message_is_end(msg, n):
                     self._producer_ended(msg.pipe)
                     continue
                 fifo.put(msg, n)
@@ -281,7 +289,7 @@ class NngOutput:
         self.sock.send_timeout = RECV_POLL_MS
         while self.board.consumers_connected > 0 and time.monotonic() < deadline and not stopped.is_set():
             try:
-                self.sock.send(b"")
+                self.sock.send(END_MARKER)
             except pynng.Timeout:
                 continue
             self.board.end_markers_sent += 1

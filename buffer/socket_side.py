@@ -1,11 +1,13 @@
-"""The buffer's sides on plain tcp:// and ipc:// sockets, speaking nng's wire format (``sp_wire``).
+"""The buffer's sides on stream sockets (tcp://, ipc://, tls+tcp://), speaking nng's wire format (``sp_wire``).
 
-One thread per connection. A producer connection's thread reads each message header and *offers*
-the message (``BoundedFifo.offer``). When it claims a free consumer connection, the same thread
-splices the message from its socket through a pipe into the consumer's socket (``splice(2)``: the
-kernel moves page references, nothing is copied, and no other thread is woken). Only a message that
-no consumer takes within ``direct_wait`` seconds is copied into the buffer's memory; a consumer
-connection's thread sends those, and the end marker.
+One thread per connection. Each connection is admitted first (``admission``: the TLS handshake and the
+certificate's role on tls+tcp sides, then nng's greeting); a refused peer is logged and counted, and
+nothing it sends is counted or delivered. A producer connection's thread reads each message header
+and *offers* the message (``BoundedFifo.offer``). When it claims a free consumer connection, the same
+thread passes the message from its socket into the consumer's socket (``relay``: spliced by the kernel
+between plain sockets, copied through one reusable buffer when a side is TLS), so no other thread is
+woken. Only a message that no consumer takes within ``direct_wait`` seconds is copied into the
+buffer's memory; a consumer connection's thread sends those, and the end marker.
 
 A connection is only ever closed by the thread that owns it; others may ``shutdown`` it to wake it.
 """
@@ -13,19 +15,19 @@ A connection is only ever closed by the thread that owns it; others may ``shutdo
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
 import select
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from enum import Enum
 
+from buffer.admission import Admission
 from buffer.config import BufferConfig
-from buffer.fifo import BoundedFifo, Outcome, Signal, Sink
+from buffer.end_marker import END_MARKER, END_MARKER_SIZE, end_size, is_end
+from buffer.fifo import BoundedFifo, Lane, Outcome, Signal, Sink
 from buffer.nng_side import payload
+from buffer.relay import Relay, Relayed, send_more
 from buffer.sp_wire import (
     PULL0,
     PUSH0,
@@ -34,18 +36,15 @@ from buffer.sp_wire import (
     accepted,
     connect,
     framing,
-    handshake,
     listen,
     recv_exact,
     unlink_ipc,
 )
 from buffer.status import BufferState, StatusBoard
+from buffer.tls import CONSUMER, PRODUCER, PeerRefused
 
 log = logging.getLogger(__name__)
 
-CAN_SPLICE = hasattr(os, "splice")  # Linux
-F_SETPIPE_SZ, F_GETPIPE_SZ = 1031, 1032
-PIPE_SIZE = 1 << 20  # the largest pipe an unprivileged process may ask for by default (pipe-max-size)
 SEND_CHUNK = 1 << 20  # bytes of a stored message sent between progress notes
 TAKE_POLL = 0.25  # seconds between checks that an idle consumer is still connected
 REDIAL_MIN, REDIAL_MAX = 0.05, 1.0
@@ -94,8 +93,8 @@ class Connections:
 
     @staticmethod
     def _wake(sock: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):  # the plain socket's shutdown: a TLS socket's would drop its state
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def close(self) -> None:
         self.closed.set()
@@ -110,14 +109,22 @@ class Connections:
             time.sleep(0.02)
 
 
-def _greeted(sock: socket.socket, own: int, peer: int, role: str) -> bool:
-    """Exchange greetings; False (logged) if the peer is not the expected side of the pipeline."""
+def _admitted(admission: Admission, board: StatusBoard, sock: socket.socket) -> str | None:
+    """How to name the peer once admitted; None (logged and counted) if it was refused."""
     try:
-        handshake(sock, own, peer)
-    except (ProtocolError, OSError) as exc:
-        log.warning("dropped a %s connection: %s", role, exc)
-        return False
-    return True
+        return admission.admit(sock)
+    except PeerRefused as exc:
+        board.refused(admission.role, str(exc))
+        return None
+
+
+def _wrapped(admission: Admission, sock: socket.socket) -> socket.socket | None:
+    try:
+        return admission.wrap(sock)
+    except (OSError, ValueError) as exc:
+        log.warning("dropped a %s connection: %s", admission.role, exc)
+        sock.close()
+        return None
 
 
 def _accept_loop(listener: socket.socket, conns: Connections, serve: Callable[[socket.socket], object],
@@ -156,6 +163,7 @@ class SocketInput:
                  on_error: Callable[[str], None]) -> None:
         self.cfg, self.board, self.fifo, self.on_error = cfg, board, fifo, on_error
         self.framing = framing(cfg.recv)
+        self.admission = Admission(cfg, cfg.recv, dial=cfg.recv_dial, role=PRODUCER, own=PULL0, peer=PUSH0)
         self.conns = Connections()
         self.listener = None if cfg.recv_dial else listen(cfg.recv, "--recv")
         self.thread = threading.Thread(target=self._run, name="recv", daemon=True)
@@ -178,62 +186,83 @@ class SocketInput:
 
     def _serve(self, sock: socket.socket) -> bool:
         """Forward one producer connection; True if it ended with an end marker."""
-        with self.conns.owned(sock):
-            if not _greeted(sock, PULL0, PUSH0, "producer") or not self.board.producer_joined():
+        secured = _wrapped(self.admission, sock)
+        if secured is None:
+            return False
+        with self.conns.owned(secured):
+            who = _admitted(self.admission, self.board, secured)
+            if who is None or not self.board.producer_joined():
                 return False
             try:
-                return self._forward(sock)
+                return self._forward(secured, who)
             finally:
                 self.board.producer_left(self.cfg.producers)
 
-    def _forward(self, sock: socket.socket) -> bool:
-        fifo, board, limit, framing_ = self.fifo, self.board, self.cfg.max_message_size, self.framing
+    def _forward(self, sock: socket.socket, who: str) -> bool:
+        fifo, limit, framing_ = self.fifo, self.cfg.max_message_size, self.framing
         header = bytearray(framing_.size)
         lane = fifo.open_lane()
-        conduit = Conduit() if CAN_SPLICE and fifo.direct_wait > 0 else None
+        relay = Relay(sock)
         try:
             while recv_exact(sock, memoryview(header)):
                 n = framing_.length(header)
-                if n == 0:
-                    return True  # the producer's end marker: closing the connection confirms it
                 if limit and n > limit:
-                    log.warning("closed a producer connection: a %d-byte message is over --max-message-size %d",
-                                n, limit)
+                    log.warning("closed the producer connection from %s: it announced a %d-byte message, over "
+                                "--max-message-size %d", who, n, limit)
                     return False
-                offer = fifo.offer(lane, n)
-                while offer.outcome is Outcome.CLAIMED:
-                    assert offer.sink is not None and conduit is not None
-                    result = conduit.relay(sock, offer.sink.conn, offer.sink.framing.header(n), n, fifo.progress)
-                    fifo.unclaim(offer.sink, alive=result is Relayed.DELIVERED)
-                    if result is Relayed.NOT_STARTED:
-                        offer = fifo.offer(lane, n, offer)  # that consumer is gone: the message waits for another
-                        continue
-                    if result is Relayed.PRODUCER_LOST:
-                        log.warning("a producer went away in the middle of a message; closing the consumer "
-                                    "connection that had its first part")
+                body = None
+                if end_size(n):  # as short as an end marker: read it to tell
+                    body = bytearray(n)
+                    if not recv_exact(sock, memoryview(body)):
                         return False
-                    board.count_received(n)
-                    board.count_sent(n, direct=True)  # sent to a consumer that went away still counts, as with nng
-                    break
-                if offer.outcome is Outcome.CLAIMED:
-                    continue
-                if offer.outcome is not Outcome.STORE:
+                    if is_end(body):
+                        return True  # the producer's end: closing the connection confirms it
+                if not self._pass_on(sock, lane, n, body, relay, who):
                     return False
-                body = bytearray(n)
-                if not recv_exact(sock, memoryview(body)):
-                    fifo.unreserve(offer)
-                    return False
-                fifo.put_offered(offer, body)
-                board.count_received(n)
             return False
         except (OSError, ProtocolError) as exc:
             if not self.conns.closed.is_set():
-                log.warning("a producer connection failed: %s", exc)
+                log.warning("the producer connection from %s failed: %s", who, exc)
             return False
         finally:
             fifo.close_lane(lane)
-            if conduit is not None:
-                conduit.close()
+            relay.close()
+
+    def _pass_on(self, sock: socket.socket, lane: Lane, n: int, body: bytearray | None, relay: Relay,
+                 who: str) -> bool:
+        """Hand one message to a free consumer, or store it; False when this connection must close."""
+        fifo, board = self.fifo, self.board
+        offer = fifo.offer(lane, n)
+        while offer.outcome is Outcome.CLAIMED:
+            assert offer.sink is not None
+            result = relay.send(offer.sink.conn, offer.sink.framing.header(n), n, body, fifo.progress)
+            fifo.unclaim(offer.sink, alive=result is Relayed.DELIVERED)
+            if result is Relayed.NOT_STARTED:
+                offer = fifo.offer(lane, n, offer)  # that consumer is gone: the message waits for another
+                continue
+            if result is Relayed.PRODUCER_LOST:
+                log.warning("the producer connection from %s ended in the middle of a message; closing the "
+                            "consumer connection that had its first part", who)
+                return False
+            board.count_received(n)
+            board.count_sent(n, direct=True)  # sent to a consumer that went away still counts, as with nng
+            return True
+        if offer.outcome is not Outcome.STORE:
+            return False
+        if body is None:
+            try:
+                body = bytearray(n)
+            except MemoryError:
+                fifo.unreserve(offer)
+                log.warning("closed the producer connection from %s: a %d-byte message does not fit in memory",
+                            who, n)
+                return False
+            if not recv_exact(sock, memoryview(body)):
+                fifo.unreserve(offer)
+                return False
+        fifo.put_offered(offer, body)
+        board.count_received(n)
+        return True
 
     def stop_listening(self) -> None:
         """Close the listener once draining, so later producers are refused by the OS itself."""
@@ -251,59 +280,6 @@ class SocketInput:
         self.stop_listening()
 
 
-class Relayed(Enum):
-    DELIVERED = "delivered"
-    NOT_STARTED = "not_started"  # the consumer was gone before anything was written
-    CONSUMER_LOST = "consumer_lost"  # the consumer went away mid-message; the rest was read and dropped
-    PRODUCER_LOST = "producer_lost"  # the producer went away mid-message; the consumer's stream is broken
-
-
-class Conduit:
-    """A pipe through which messages are spliced from a producer's socket into a consumer's socket."""
-
-    def __init__(self) -> None:
-        self.r, self.w = os.pipe2(os.O_CLOEXEC)
-        try:
-            self.size = fcntl.fcntl(self.w, F_SETPIPE_SZ, PIPE_SIZE)
-        except OSError:  # over the user's pipe allowance: the default size still works, in smaller steps
-            self.size = fcntl.fcntl(self.w, F_GETPIPE_SZ)
-
-    def _discard(self, nbytes: int) -> None:
-        while nbytes > 0:
-            nbytes -= len(os.read(self.r, min(nbytes, self.size)))
-
-    def relay(self, src: socket.socket, dst: socket.socket, header: bytes, nbytes: int,
-              progress: Callable[[], None]) -> Relayed:
-        try:
-            dst.sendall(header, socket.MSG_MORE)
-        except OSError:
-            return Relayed.NOT_STARTED
-        src_fd, dst_fd = src.fileno(), dst.fileno()
-        left, consumer_ok = nbytes, True
-        while left > 0:
-            try:
-                got = os.splice(src_fd, self.w, min(left, self.size))
-            except OSError:
-                got = 0
-            if got == 0:
-                return Relayed.PRODUCER_LOST
-            left -= got
-            out = got
-            if consumer_ok:
-                try:
-                    while out > 0:
-                        out -= os.splice(self.r, dst_fd, out)
-                        progress()
-                except OSError:
-                    consumer_ok = False
-            self._discard(out)  # nothing left, unless the consumer went away
-        return Relayed.DELIVERED if consumer_ok else Relayed.CONSUMER_LOST
-
-    def close(self) -> None:
-        os.close(self.r)
-        os.close(self.w)
-
-
 class SocketOutput:
     """The consumer side: one thread per consumer connection taking the oldest message each time."""
 
@@ -312,6 +288,7 @@ class SocketOutput:
         self.cfg, self.board, self.fifo = cfg, board, fifo
         self.url = cfg.send
         self.framing: Framing = framing(cfg.send)
+        self.admission = Admission(cfg, cfg.send, dial=cfg.send_dial, role=CONSUMER, own=PUSH0, peer=PULL0)
         self.conns = Connections()
         self.listener = None if cfg.send_dial else listen(cfg.send, "--send")
         self._thread = threading.Thread(target=self._run, name="send-accept", daemon=True)
@@ -325,11 +302,14 @@ class SocketOutput:
 
     def _serve(self, sock: socket.socket) -> bool:
         """Feed one consumer connection; True once it took its end marker."""
-        with self.conns.owned(sock):
-            if not _greeted(sock, PUSH0, PULL0, "consumer"):
+        secured = _wrapped(self.admission, sock)
+        if secured is None:
+            return False
+        with self.conns.owned(secured):
+            if _admitted(self.admission, self.board, secured) is None:
                 return False
             self.board.consumer_joined()
-            sink = Sink(sock, self.framing)
+            sink = Sink(secured, self.framing)
             self.fifo.add_sink(sink)
             try:
                 return self._feed(sink)
@@ -351,7 +331,7 @@ class SocketOutput:
                 return True
             else:
                 try:
-                    sock.sendall(self.framing.header(got.nbytes), socket.MSG_MORE)
+                    send_more(sock, self.framing.header(got.nbytes))
                     body = memoryview(payload(got.item, got.nbytes))
                     for start in range(0, got.nbytes, SEND_CHUNK):  # chunks, so waiting offers see progress
                         sock.sendall(body[start:start + SEND_CHUNK])
@@ -365,7 +345,7 @@ class SocketOutput:
     def _end(self, sock: socket.socket) -> None:
         """Send the end marker and wait for the consumer to hang up."""
         try:
-            sock.sendall(self.framing.header(0))
+            sock.sendall(self.framing.header(END_MARKER_SIZE) + END_MARKER)
         except OSError:
             return
         with self.board.lock:

@@ -1,10 +1,10 @@
-"""nng's wire format on plain stream sockets (tcp:// and ipc://), for the buffer's socket side.
+"""nng's wire format on stream sockets (tcp://, ipc:// and tls+tcp://), for the buffer's socket side.
 
-A connection starts with an 8-byte greeting each way: ``00 'S' 'P' 00``, the sender's protocol
+A connection (over TLS: once the TLS handshake is done) starts with an 8-byte greeting each way: ``00 'S' 'P' 00``, the sender's protocol
 number (16 bits, big-endian: Push0 is 0x50, Pull0 is 0x51) and two zero bytes. Then every message is
 a header and the body: over tcp the header is the body length as 64 bits big-endian; over ipc it is a
 type byte (1) followed by that length. Push0 and Pull0 add nothing to the body, so a buffer that
-speaks this format forwards exactly the bytes a producer sent. An empty message ends a stream.
+speaks this format forwards exactly the bytes a producer sent. ``buffer.end_marker`` ends a stream.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 PUSH0 = 0x50
 PULL0 = 0x51
-SOCKET_SCHEMES = ("tcp", "tcp4", "tcp6", "ipc")
+SOCKET_SCHEMES = ("tcp", "tcp4", "tcp6", "ipc", "tls+tcp")
 HANDSHAKE_TIMEOUT = 10.0  # seconds a new connection has to send its greeting
 
 _LENGTH = struct.Struct(">Q")
@@ -34,7 +34,7 @@ class ProtocolError(Exception):
 
 
 def is_socket_url(url: str) -> bool:
-    """True for URLs the socket side serves itself (plain TCP and UNIX sockets)."""
+    """True for URLs the socket side serves itself (TCP, TLS over TCP and UNIX sockets)."""
     return url.partition("://")[0] in SOCKET_SCHEMES
 
 

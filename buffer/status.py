@@ -42,7 +42,8 @@ class BufferStatus(BaseModel):
     time: float
     producers_connected: int = 0
     producers_total: int = 0
-    producers_refused: int = 0
+    producers_refused: int = 0  # producers that came once the stream was draining
+    connections_refused: int = 0  # peers refused at the connection: TLS handshake, certificate role, greeting
     consumers_connected: int = 0
     consumers_total: int = 0
     messages_received: int = 0
@@ -79,6 +80,7 @@ class StatusBoard:
         self.producers_connected = 0
         self.producers_total = 0
         self.producers_refused = 0
+        self.connections_refused = 0
         self.consumers_connected = 0
         self.consumers_total = 0
         self.messages_received = 0
@@ -127,6 +129,12 @@ class StatusBoard:
                 self.transition(BufferState.DRAINING, f"all {self.producers_total} producers finished",
                                 only_from=(BufferState.STREAMING,))
 
+    def refused(self, side: str, why: str) -> None:
+        """A peer was refused at the connection (logged with who and why; nothing of it was counted)."""
+        with self.lock:
+            self.connections_refused += 1
+        log.warning("refused a %s connection from %s", side, why)
+
     def consumer_joined(self) -> None:
         with self.lock:
             self.consumers_connected += 1
@@ -168,7 +176,7 @@ class StatusBoard:
             state=self.state, reason=self.reason, pid=self.pid, recv_url=self.recv_url, send_url=self.send_url,
             started_at=self.started_at, time=time.time(),
             producers_connected=self.producers_connected, producers_total=self.producers_total,
-            producers_refused=self.producers_refused,
+            producers_refused=self.producers_refused, connections_refused=self.connections_refused,
             consumers_connected=self.consumers_connected, consumers_total=self.consumers_total,
             messages_received=rm, bytes_received=rb, messages_sent=sm, bytes_sent=sb,
             messages_buffered=max(rm - sm, 0), bytes_buffered=max(rb - sb, 0),

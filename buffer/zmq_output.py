@@ -1,4 +1,4 @@
-"""ZeroMQ PUSH output for consumers that speak ZeroMQ; an empty frame is the end sentinel."""
+"""ZeroMQ PUSH output for consumers that speak ZeroMQ; ``buffer.end_marker`` ends the stream, as over nng."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from buffer.config import BufferConfig
+from buffer.end_marker import END_MARKER
 from buffer.fifo import BoundedFifo
 from buffer.nng_side import END_MARKER_GAP, EndpointError, fifo_items, payload
 from buffer.status import StatusBoard
@@ -76,9 +77,9 @@ class ZmqOutput:
                 raise pynng.Closed()  # same signal as the nng output being closed under it
 
     def end(self, deadline: float, stopped: threading.Event) -> int:
-        """One empty frame per connected consumer (PUSH round robin spreads them), then let them flush."""
+        """One end marker per connected consumer (PUSH round robin spreads them), then let them flush."""
         for _ in range(self.board.consumers_connected):
-            if not self._send(b"", stopped, deadline):
+            if not self._send(END_MARKER, stopped, deadline):
                 break
             self.board.end_markers_sent += 1
             time.sleep(END_MARKER_GAP)

@@ -18,8 +18,10 @@ LEAF_DAYS = 365
 _SKEW = dt.timedelta(minutes=5)  # tolerate small clock differences between machines
 
 
-def _subject(name: str, org: str | None) -> x509.Name:
+def _subject(name: str, org: str | None, unit: str | None = None) -> x509.Name:
     attrs = [x509.NameAttribute(NameOID.COMMON_NAME, name)]
+    if unit:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit))
     if org:
         attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
     return x509.Name(attrs)
@@ -58,10 +60,11 @@ def make_ca(key: PrivateKey, name: str, org: str | None = None, days: int = CA_D
 
 
 def issue(ca_key: PrivateKey, ca_cert: x509.Certificate, public_key: PublicKey, name: str, *,
-          org: str | None = None, hosts: Iterable[str] = (), days: int = LEAF_DAYS,
+          org: str | None = None, unit: str | None = None, hosts: Iterable[str] = (), days: int = LEAF_DAYS,
           not_before: dt.datetime | None = None) -> x509.Certificate:
     """Sign ``public_key`` as the identity ``name`` (the certificate's common name).
 
+    ``unit`` becomes the subject's organizational unit (data streams use it for the peer's role).
     ``hosts`` become subject alternative names (DNS names or IP addresses) so the identity can also
     serve TLS under those names. ``not_before`` defaults to now; with ``days`` it bounds validity.
     """
@@ -74,7 +77,7 @@ def issue(ca_key: PrivateKey, ca_cert: x509.Certificate, public_key: PublicKey, 
         end = ca_end  # a certificate cannot outlive the CA that vouches for it
     builder = (
         x509.CertificateBuilder()
-        .subject_name(_subject(name, org))
+        .subject_name(_subject(name, org, unit))
         .issuer_name(ca_cert.subject)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())

@@ -1,7 +1,8 @@
 """LCLStream-API: REST service turning a streamer config into a running transfer; and the lclstream client.
 
-Client side: ``TransferClient`` (request/status/list/cancel), ``stream(url)`` (decoded batches with rank
-and sequence), ``CachedDataset`` (many-epoch training from a local cache keyed by the config's hash).
+Client side: ``TransferClient`` (request/status/list/cancel/credentials), ``stream(transfer_id_or_url,
+server=ALIAS)`` (decoded batches with rank and sequence), ``CachedDataset`` (many-epoch training from a
+local cache keyed by the config's hash).
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ if TYPE_CHECKING:
 __all__ = ["BatchStream", "CachedDataset", "TransferClient", "stream"]
 
 
-def stream(url: str, **kwargs: Any) -> BatchStream:
-    """Decoded batches from a transfer's URL (see ``lclstream_api.batches.stream``)."""
+def stream(transfer_id_or_url: str, **kwargs: Any) -> BatchStream:
+    """Decoded batches of a transfer, by id (``server=ALIAS``) or URL (see ``lclstream_api.batches.stream``)."""
     from lclstream_api.batches import stream as _stream
 
-    return _stream(url, **kwargs)
+    return _stream(transfer_id_or_url, **kwargs)
 
 
 def __getattr__(name: str) -> Any:  # lazy: importing the package stays cheap for the server and CLI

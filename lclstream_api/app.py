@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from certified.api_errors import error_response, field_error, install_error_handlers, quoted
 from certified.signature import verify
 from lclstream_api.manager import BUFFER, JOB, Rejected, TransferManager
-from lclstream_api.models import TransferList, TransferRequest, TransferView
+from lclstream_api.models import DataCredentials, TransferList, TransferRequest, TransferView
 from lclstream_api.states import TransferState
 
 log = logging.getLogger("lclstream_api")
@@ -122,6 +122,16 @@ def create_app(manager: TransferManager, caller_dependency: Callable[..., Any] |
     def get_transfer(transfer_id: str, caller: str = caller_param, admin: bool = admin_param) -> TransferView:
         record = manager.get(transfer_id, caller, admin)
         return TransferView.of(manager.reconcile(record))
+
+    @app.get("/v1/transfers/{transfer_id}/credentials", response_model=DataCredentials,
+             responses={403: {"description": "an admin who is neither the owner nor a reader"},
+                        404: {"description": "no such transfer, or the caller may not read it"},
+                        409: {"description": "the transfer has ended"}})
+    def transfer_credentials(transfer_id: str, caller: str = caller_param,
+                             admin: bool = admin_param) -> DataCredentials:
+        """How to pull the data: the url, and for a protected stream the transfer's CA and a consumer
+        certificate with its key made for the caller (the owner, or one of the readers it named)."""
+        return manager.credentials(transfer_id, caller, admin)
 
     @app.delete("/v1/transfers/{transfer_id}", response_model=TransferView)
     def cancel_transfer(transfer_id: str, caller: str = caller_param, admin: bool = admin_param) -> TransferView:

@@ -1,7 +1,8 @@
-"""Python access to a transfer: ``stream(url)`` yields decoded batches; ``CachedDataset`` caches them.
+"""Python access to a transfer: ``stream(id_or_url)`` yields decoded batches; ``CachedDataset`` caches them.
 
-    for batch in stream("tcp://dtn.example.org:20001"):
+    for batch in stream("3f2a9c0d51b7", server="lclstream"):     # a transfer id: credentials fetched
         batch.rank, batch.seq, batch.data["jungfrau"].shape
+    stream("tls+tcp://dtn.example.org:20001", tls=DataTLS(cert=..., key=..., ca=...))   # or a url
 
 ``CachedDataset`` is an iterable dataset for many-epoch training (wrap it in
 ``torch.utils.data.IterableDataset`` if you use PyTorch): the first epoch requests a transfer and
@@ -33,7 +34,7 @@ from lclstream_api.receive import (
     parse_filename,
     write_atomic,
 )
-from lclstream_api.transport import DataTLS
+from lclstream_api.transport import Security, open_transfer
 from streamer.config import load_config
 from streamer.envelope import PayloadFormat
 from streamer.serializers import decode_payload
@@ -68,7 +69,7 @@ def _decoded(rank: int, seq: int, payload: bytes | memoryview, fmt: PayloadForma
 class BatchStream:
     """Iterable over the decoded batches of the buffer at ``url``; ``receiver`` keeps the ledger."""
 
-    def __init__(self, url: str, *, idle_timeout: float = 120.0, tls: DataTLS | None = None,
+    def __init__(self, url: str, *, idle_timeout: float = 120.0, tls: Security = None,
                  show_progress: bool | None = False, connections: int = 1) -> None:
         self.receiver = Receiver(url, idle_timeout, tls, Progress(f"stream {url}", enabled=show_progress),
                                  connections=connections)
@@ -81,12 +82,30 @@ class BatchStream:
         return self.receiver.complete()
 
 
-def stream(url: str, *, idle_timeout: float = 120.0, tls: DataTLS | None = None,
+def stream(target: str, *, server: str | None = None, client: TransferClient | None = None,
+           config_dir: str | Path | None = None, idle_timeout: float = 120.0, tls: Security = None,
            show_progress: bool | None = False, connections: int = 1) -> BatchStream:
-    """Decoded batches (with rank and sequence) from a transfer's URL, until the end of the stream;
-    ``connections`` > 1 receives over that many connections to the buffer."""
+    """Decoded batches (with rank and sequence) of a transfer, until the end of the stream.
+
+    ``target`` is a transfer id (its data credentials are fetched from LCLStream-API at ``server``, an
+    alias or URL, default ``$LCLSTREAM_SERVER``, or through ``client``) or a stream URL (``tls`` then
+    gives the files for a ``tls+tcp://`` one). ``connections`` > 1 receives over that many connections.
+    """
+    url = target
+    if "://" not in target:
+        api = client or _client(server, config_dir)
+        try:
+            creds, tls = open_transfer(target, api)
+        finally:
+            if client is None:
+                api.close()
+        url = creds.url
     return BatchStream(url, idle_timeout=idle_timeout, tls=tls, show_progress=show_progress,
                        connections=connections)
+
+
+def _client(server: str | None, config_dir: str | Path | None) -> TransferClient:
+    return TransferClient(server or os.environ.get("LCLSTREAM_SERVER", "lclstream"), config_dir)
 
 
 def default_cache_root() -> Path:
@@ -102,7 +121,7 @@ class CachedDataset:
     def __init__(self, config: str | Path | dict[str, Any], *, server: str | None = None,
                  client: TransferClient | None = None, options: TransferOptions | None = None,
                  cache_dir: Path | None = None, config_dir: str | Path | None = None,
-                 idle_timeout: float = 120.0, tls: DataTLS | None = None) -> None:
+                 idle_timeout: float = 120.0) -> None:
         self.config = load_request_config(config)
         self.key = config_hash(load_config(self.config))  # same hash the service reports
         self.options = options or TransferOptions()
@@ -111,7 +130,6 @@ class CachedDataset:
         self._server = server
         self._config_dir = config_dir
         self.idle_timeout = idle_timeout
-        self.tls = tls
         self.transfers: list[str] = []  # ids of the transfers this object requested
 
     @property
@@ -132,8 +150,7 @@ class CachedDataset:
 
     def _client_or_new(self) -> TransferClient:
         if self._client is None:
-            self._client = TransferClient(self._server or os.environ.get("LCLSTREAM_SERVER", "lclstream"),
-                                          self._config_dir)
+            self._client = _client(self._server, self._config_dir)
         return self._client
 
     def _fetch(self) -> Iterator[Batch]:
@@ -142,9 +159,10 @@ class CachedDataset:
         self.transfers.append(view.id)
         self.directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{self.key}-", dir=self.directory.parent))
-        batches = BatchStream(view.url, idle_timeout=self.idle_timeout, tls=self.tls)
         finished = False
         try:
+            creds, tls = open_transfer(view.id, api)
+            batches = BatchStream(creds.url, idle_timeout=self.idle_timeout, tls=tls)
             for env, payload in batches.receiver:
                 write_atomic(staging / message_filename(env), payload)
                 yield from _decoded(env.rank, env.seq, payload, env.fmt)

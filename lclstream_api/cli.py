@@ -1,8 +1,10 @@
 """``lclstream``: request a transfer from LCLStream-API and receive it anywhere.
 
-    lclstream request cfg.yaml --server ALIAS [--ranks 2 ...]   prints the id and the url
+    lclstream request cfg.yaml --server ALIAS [--ranks 2 --reader bob ...]   prints the id and the url
     lclstream status ID | list [--state S] | cancel ID
-    lclstream pull URL --out DIR          exit 0 only if every producer's sequence is complete
+    lclstream pull ID [--server ALIAS] --out DIR   fetches this caller's data credentials, then pulls;
+                                                   exit 0 only if every producer's sequence is complete
+    lclstream pull URL [--cert C --key K --ca CA]  a stream by its URL, with your own files for tls+tcp
     lclstream get cfg.yaml --out DIR      request + pull (+ cancel on Ctrl-C)
 
 Exit codes: 0 success, 1 incomplete stream or service error, 2 bad input, 3 conflict (an
@@ -26,7 +28,7 @@ from lclstream_api.client import TransferAPIError, TransferClient, load_request_
 from lclstream_api.models import TransferOptions, TransferView
 from lclstream_api.progress import human_bytes
 from lclstream_api.receive import Receiver, pull
-from lclstream_api.transport import DataTLS
+from lclstream_api.transport import DataTLS, Security, open_transfer, unprotected_warning
 from streamer.cli import int_at_least
 
 EXIT_INCOMPLETE, EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -54,7 +56,11 @@ def _option_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--idle-timeout", type=float, default=120.0,
                    help="seconds the service waits for the first producer / consumer")
     p.add_argument("--total-timeout", type=float, default=None, help="seconds after which the transfer fails")
-    p.add_argument("--tls", action="store_true", help="encrypt the data stream (tls+tcp)")
+    p.add_argument("--tls", action=argparse.BooleanOptionalAction, default=True,
+                   help="protect the data stream: tls+tcp with certificates made for this transfer (default); "
+                        "--no-tls asks for plain tcp, which only services on a trusted network allow")
+    p.add_argument("--reader", action="append", default=[], metavar="IDENTITY",
+                   help="another identity that may pull this transfer's data (repeat for several)")
     p.add_argument("--idempotency-key", default=None,
                    help="the same key and request again return the same transfer; another request exits 3")
 
@@ -66,9 +72,9 @@ def _receive_args(p: argparse.ArgumentParser) -> None:
                    help="parallel connections to the buffer (2 keeps large messages flowing back to back)")
     p.add_argument("--shared", action="store_true",
                    help="other consumers share this stream: exit 0 at a clean end even if this one saw a part")
-    p.add_argument("--cert", help="p256 certificate for a tls+tcp stream")
-    p.add_argument("--key", help="private key for a tls+tcp stream")
-    p.add_argument("--ca", help="CA certificate for a tls+tcp stream")
+    p.add_argument("--cert", help="p256 certificate for a tls+tcp stream pulled by URL")
+    p.add_argument("--key", help="private key for a tls+tcp stream pulled by URL")
+    p.add_argument("--ca", help="CA certificate for a tls+tcp stream pulled by URL")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,8 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cancel", help="cancel a transfer")
     p.add_argument("id")
     _server_args(p)
-    p = sub.add_parser("pull", help="receive a stream from its url")
-    p.add_argument("url")
+    p = sub.add_parser("pull", help="receive a transfer's stream, by transfer id or by url")
+    p.add_argument("target", metavar="ID|URL",
+                   help="a transfer id (your data credentials are fetched from --server) or a stream url")
+    _server_args(p)
     _receive_args(p)
     p = sub.add_parser("get", help="request a transfer and receive it (Ctrl-C cancels it)")
     p.add_argument("config")
@@ -101,10 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _options(args: argparse.Namespace) -> TransferOptions:
     try:
         return TransferOptions(ranks=args.ranks, backend=args.backend, max_bytes=args.max_bytes,
-                               idle_timeout=args.idle_timeout, total_timeout=args.total_timeout, tls=args.tls)
+                               idle_timeout=args.idle_timeout, total_timeout=args.total_timeout, tls=args.tls,
+                               readers=args.reader)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise UsageError(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
+        option = {"readers": "reader"}.get(str(err["loc"][0]), str(err["loc"][0]))
+        raise UsageError(f"--{option.replace('_', '-')}: {err['msg']}") from None
 
 
 def _tls(args: argparse.Namespace) -> DataTLS | None:
@@ -157,29 +167,53 @@ def _report(receiver: Receiver, shared: bool) -> int:
     return EXIT_INCOMPLETE
 
 
+def _by_id(api: TransferClient, transfer_id: str) -> tuple[str, Security]:
+    """The url and TLS context of a transfer, from this caller's data credentials."""
+    creds, context = open_transfer(transfer_id, api)
+    if not creds.protected:
+        print(f"lclstream: {unprotected_warning(creds.transfer_id, creds.url)}", file=sys.stderr)
+    return creds.url, context
+
+
+def _pull(args: argparse.Namespace) -> int:
+    target = args.target
+    if "://" not in target:
+        if any([args.cert, args.key, args.ca]):
+            raise UsageError("--cert, --key and --ca go with a stream URL; a transfer id brings its own credentials")
+        with _client(args) as api:
+            url, tls = _by_id(api, target)
+    else:
+        try:
+            check_nng_url(target)
+        except ValueError as exc:
+            raise UsageError(f"URL {target!r}: {exc}") from None
+        if target.startswith("tls+tcp://") and not args.cert:
+            raise UsageError(f"{target} is a TLS stream: give --cert, --key and --ca, or pull it by transfer id")
+        url, tls = target, _tls(args)
+    receiver = pull(url, args.out, idle_timeout=args.wait, tls=tls, interruptible=True,
+                    connections=args.connections)
+    return _report(receiver, args.shared)
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.command == "pull":
-        try:
-            check_nng_url(args.url)
-        except ValueError as exc:
-            raise UsageError(f"URL {args.url!r}: {exc}") from None
-        if args.url.startswith("tls+tcp://") and not args.cert:
-            raise UsageError(f"{args.url} is a TLS stream: give --cert, --key and --ca")
-        receiver = pull(args.url, args.out, idle_timeout=args.wait, tls=_tls(args), interruptible=True,
-                        connections=args.connections)
-        return _report(receiver, args.shared)
+        return _pull(args)
     if args.command in ("request", "get"):
         config = _config(args.config)
         options = _options(args)
-        tls = _tls(args) if args.command == "get" else None
+        if args.command == "get" and any([args.cert, args.key, args.ca]):
+            raise UsageError("--cert, --key and --ca go with lclstream pull URL; get uses the transfer's credentials")
         with _client(args) as api:
             view = api.request(config, options, idempotency_key=args.idempotency_key)
             if args.command == "request":
                 print(f"{view.id} {view.url}")
+                if not view.protected:
+                    print(f"lclstream: {unprotected_warning(view.id, view.url)}", file=sys.stderr)
                 return 0
             try:  # from here on, Ctrl-C cancels the transfer
                 print(f"{view.id} {view.url}", flush=True)
-                receiver = pull(view.url, args.out, idle_timeout=args.wait, tls=tls, interruptible=True,
+                url, tls = _by_id(api, view.id)
+                receiver = pull(url, args.out, idle_timeout=args.wait, tls=tls, interruptible=True,
                                 connections=args.connections)
             except KeyboardInterrupt:
                 api.cancel(view.id)

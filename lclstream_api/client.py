@@ -4,6 +4,7 @@
         view = api.request(config, TransferOptions(ranks=2), idempotency_key="mfx123-r42")
         print(view.id, view.url)
         api.status(view.id).state
+        creds = api.credentials(view.id)                  # what a consumer needs to pull the data
 
 ``AsyncTransferClient`` is its asynchronous twin (Airflow triggers poll with it). Both send the
 requests described once in :class:`TransferCalls`.
@@ -19,7 +20,7 @@ import httpx
 import yaml
 
 from certified.service_client import AsyncServiceClient, Call, ServiceClient, ServiceError, model_body
-from lclstream_api.models import TransferList, TransferOptions, TransferView
+from lclstream_api.models import DataCredentials, TransferList, TransferOptions, TransferView
 from lclstream_api.states import TERMINAL, TransferState
 
 
@@ -69,6 +70,10 @@ class TransferCalls:
         return Call("GET", "/v1/transfers", _views, params={"state": str(state)} if state else {})
 
     @staticmethod
+    def credentials(transfer_id: str) -> Call[DataCredentials]:
+        return Call("GET", f"/v1/transfers/{transfer_id}/credentials", model_body(DataCredentials))
+
+    @staticmethod
     def cancel(transfer_id: str) -> Call[TransferView]:
         return Call("DELETE", f"/v1/transfers/{transfer_id}", _view)
 
@@ -105,6 +110,10 @@ class TransferClient(ServiceClient):
             view = self.status(transfer_id)
         return view
 
+    def credentials(self, transfer_id: str) -> DataCredentials:
+        """How to pull a transfer's data (for its owner and its readers): url, CA, a certificate made now."""
+        return self.send(TransferCalls.credentials(transfer_id))
+
     def cancel(self, transfer_id: str) -> TransferView:
         return self.send(TransferCalls.cancel(transfer_id))
 
@@ -127,6 +136,9 @@ class AsyncTransferClient(AsyncServiceClient):
 
     async def list(self, state: TransferState | str | None = None) -> list[TransferView]:
         return await self.send(TransferCalls.list(state))
+
+    async def credentials(self, transfer_id: str) -> DataCredentials:
+        return await self.send(TransferCalls.credentials(transfer_id))
 
     async def cancel(self, transfer_id: str) -> TransferView:
         return await self.send(TransferCalls.cancel(transfer_id))

@@ -3,7 +3,9 @@
 1. creates a service identity and a user identity with ``certified``;
 2. starts ``lclstream-api`` on loopback, its jobs on the local Psi-k backend;
 3. requests a transfer of a synthetic run (2 MPI ranks, HDF5 with bitshuffle+LZ4);
-4. receives it with ``lclstream pull`` (progress on a terminal), checking every rank's sequence;
+4. receives it with ``lclstream pull ID`` (which fetches the user's data credentials for this transfer:
+   the stream is TLS with certificates made for it; progress on a terminal), checking every rank's
+   sequence;
 5. prints a short summary of the transfer record (``--json``: the whole record), and stops everything.
 
 Each run has its own folder (``demo-output/<date>-<time>/`` unless ``--out`` names a new or empty one):
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lclstream_api.describe import transfer_lines
-from lclstream_api.local import BIN, LocalDeployment
+from lclstream_api.local import ALIAS, BIN, LocalDeployment
 from streamer.cli import int_at_least
 
 EXIT_BAD_INPUT = 2
@@ -80,10 +82,11 @@ def run(folder: Path, events: int, as_json: bool) -> int:
             f"the local Psi-k backend")
         say(f"requesting a synthetic run: {events} epix10k2M events, 2 MPI ranks, HDF5 bitshuffle+LZ4")
         view = client.request(demo_config(events), {"ranks": 2, "idle_timeout": 120})
-        print(f"transfer {view.id}: {view.state.value}, pull from {view.url}")
-        say(f"lclstream pull {view.url} --out {data_dir}")
-        pulled = subprocess.run([str(BIN / "lclstream"), "pull", view.url, "--out", str(data_dir),
-                                 "--wait", "120"], env=deployment.env, timeout=600)
+        print(f"transfer {view.id}: {view.state.value}, data on {view.url} "
+              f"({'protected: TLS with certificates made for this transfer' if view.protected else 'NOT protected'})")
+        say(f"lclstream pull {view.id} --out {data_dir}")
+        pulled = subprocess.run([str(BIN / "lclstream"), "pull", view.id, "--server", ALIAS, "--out",
+                                 str(data_dir), "--wait", "120"], env=deployment.env, timeout=600)
         record = client.wait(view.id, timeout=60)
         say("the transfer record" + (" (JSON)" if as_json else " (all of it: python -m lclstream_api.demo --json)"))
         if as_json:

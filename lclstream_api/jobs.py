@@ -6,6 +6,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from lclstream_api.credentials import JobFiles
 from lclstream_api.settings import ServiceConfig
 from psik.accounts import give
 from psik.jobdir import JobDir, TransitionRefused
@@ -23,14 +24,18 @@ class JobSnapshot:
 
 
 def buffer_script(cfg: ServiceConfig, recv_url: str, send_url: str, status_file: Path, max_bytes: int,
-                  idle_timeout: float, tls: bool, producers: int) -> str:
-    """The buffer waits for all ``producers`` ranks before it may drain (one rank may finish early)."""
+                  idle_timeout: float, tls: JobFiles | None, producers: int) -> str:
+    """The buffer waits for all ``producers`` ranks before it may drain (one rank may finish early).
+
+    With ``tls`` it serves both sides over TLS with the transfer's own CA and admits only producer
+    certificates on --recv and consumer certificates on --send."""
     args = [cfg.commands.nng_stream, "--recv", recv_url, "--send", send_url, "--producers", str(producers),
-            "--max-bytes", str(max_bytes), "--idle-timeout", str(idle_timeout),
-            "--status-file", str(status_file), "--report-interval", "1",
+            "--max-bytes", str(max_bytes), "--max-message-size", str(cfg.max_message_size),
+            "--idle-timeout", str(idle_timeout), "--status-file", str(status_file), "--report-interval", "1",
             "--callback", "$LCLSTREAM_BUFFER_CALLBACK"]  # the secret comes from $NNG_STREAM_CB_SECRET
-    if tls and cfg.data_tls is not None:
-        args += ["--cert", str(cfg.data_tls.cert), "--key", str(cfg.data_tls.key), "--ca", str(cfg.data_tls.ca)]
+    if tls is not None:
+        args += ["--cert", str(tls.buffer_cert), "--key", str(tls.buffer_key), "--ca", str(tls.ca),
+                 "--require-roles"]
     return _script(args)
 
 

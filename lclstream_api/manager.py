@@ -23,10 +23,18 @@ from buffer.config import CB_SECRET_ENV
 from buffer.status import BufferStatus
 from certified.api_errors import quoted
 from lclstream_api.callbacks import BUFFER, JOB, CallbackRefused, check_buffer_status, check_callback
+from lclstream_api.credentials import JobFiles, TransferCAs
 from lclstream_api.describe import delivered_reason
 from lclstream_api.idempotency import request_hash, reuse_message, same_request
 from lclstream_api.jobs import JobSnapshot, buffer_script, job_minutes, job_spec, producer_script
-from lclstream_api.models import JobInfo, TransferOptions, TransferRecord, TransferRequest, config_hash
+from lclstream_api.models import (
+    DataCredentials,
+    JobInfo,
+    TransferOptions,
+    TransferRecord,
+    TransferRequest,
+    config_hash,
+)
 from lclstream_api.ports import PortPool
 from lclstream_api.settings import ServiceConfig
 from lclstream_api.states import TransferState, can_transition, transition
@@ -77,6 +85,7 @@ class TransferManager:
             settings.prepare_state_dir()  # before the database exists: it must be the service's alone
         self.store = store or TransferStore(settings.db_path)
         self.pool = PortPool(settings.port_pool, self.store, settings.bind_host)
+        self.cas = TransferCAs(settings.state_dir)
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._callbacks: queue.Queue[tuple[str, str, dict[str, Any]]] = queue.Queue()
@@ -92,6 +101,35 @@ class TransferManager:
 
     def list(self, caller: str, state: TransferState | None = None, admin: bool = False) -> list[TransferRecord]:
         return self.store.list(None if admin else caller, state)
+
+    def credentials(self, transfer_id: str, caller: str, admin: bool = False) -> DataCredentials:
+        """How ``caller`` pulls a transfer's data: only its owner and the readers it named may.
+
+        Anyone else gets the same 404 as for a transfer they cannot see (an admin, who can see it, 403);
+        each refusal is logged. A protected stream's answer carries a consumer certificate made now.
+        """
+        record = self.store.get(transfer_id)
+        if record is None or (record.owner != caller and caller not in record.options.readers):
+            why = "no such transfer" if record is None else "neither its owner nor one of its readers"
+            log.warning("transfer %s: refused data credentials to %s: %s", transfer_id, caller, why)
+            if record is not None and admin:
+                raise Rejected(403, f"{caller!r} may see transfer {transfer_id} but not read its data: only its "
+                                    "owner and the readers the owner named may")
+            raise NotFound(transfer_id)
+        if record.state.terminal:
+            raise Rejected(409, f"transfer {transfer_id} is {record.state.value}; its stream is over")
+        if not record.protected:
+            return DataCredentials(transfer_id=record.id, url=record.url, protected=False, identity=caller)
+        try:
+            issued = self.cas.consumer(record.id, caller)
+            ca_pem = self.cas.ca_pem(record.id)
+        except FileNotFoundError:
+            raise Rejected(409, f"transfer {transfer_id} has no data credentials any more (its stream "
+                                "is ending)") from None
+        log.info("transfer %s: consumer certificate made for %s", transfer_id, caller)
+        return DataCredentials(transfer_id=record.id, url=record.url, protected=True, identity=caller,
+                               server_name=self.settings.public_host, ca_pem=ca_pem.decode(),
+                               cert_pem=issued.cert_pem.decode(), key_pem=issued.key_pem.decode())
 
     def secret(self, transfer_id: str) -> str | None:
         record = self.store.get(transfer_id)
@@ -155,8 +193,10 @@ class TransferManager:
             raise Rejected(403, f"options.backend: {exc}") from exc
         except LookupError as exc:
             raise Rejected(422, str(exc), "options.backend") from exc
-        if opts.tls and self.settings.data_tls is None:
-            raise Rejected(422, "this service has no data_tls identity configured", "options.tls")
+        if not opts.tls and not self.settings.allow_plain_tcp:
+            raise Rejected(422, "this service streams data only over tls+tcp with certificates made for each "
+                                "transfer; plain tcp (options.tls=false) needs allow_plain_tcp in the service "
+                                "configuration, for trusted networks only", "options.tls")
         self._check_limits(opts)
 
     def _check_limits(self, opts: TransferOptions) -> None:
@@ -187,9 +227,9 @@ class TransferManager:
         host = self.settings.public_host
         handler: dict[str, Any] = {"type": "NNGPushDataHandler", "url": f"{scheme}://{host}:{recv_port}",
                                    "role": "client"}
-        if request.options.tls and self.settings.data_tls is not None:
-            tls = self.settings.data_tls
-            handler.update(tls_cert=str(tls.cert), tls_key=str(tls.key), tls_ca=str(tls.ca))
+        if request.options.tls:
+            files = JobFiles.under(self.transfer_dir(transfer_id))  # written by _start
+            handler.update(tls_cert=str(files.producer_cert), tls_key=str(files.producer_key), tls_ca=str(files.ca))
         data = request.config.model_dump(mode="json")
         data["data_handlers"] = [handler]
         now = time.time()
@@ -210,15 +250,17 @@ class TransferManager:
         try:
             folder = self.transfer_dir(record.id)
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # the transfer's own CA: its key stays in the service's folder, the jobs get their files here
+            tls = self.cas.create(record.id, folder, [cfg.public_host]) if record.protected else None
             config_file = folder / "streamer.yaml"
             config: StreamerConfig = load_config(record.config)  # the rewritten config must still be valid
             config_file.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-            scheme = "tls+tcp" if opts.tls else "tcp"
+            scheme = "tls+tcp" if record.protected else "tcp"
             bind = cfg.bind_host
             duration = self._job_minutes(opts)
             bscript = buffer_script(cfg, f"{scheme}://{bind}:{record.ports[0]}",
                                     f"{scheme}://{bind}:{record.ports[1]}", folder / "buffer-status.json",
-                                    opts.max_bytes, opts.idle_timeout, opts.tls, opts.ranks)
+                                    opts.max_bytes, opts.idle_timeout, tls, opts.ranks)
             pscript = producer_script(cfg, config_file, opts.ranks)
             self.launcher.give_folder(folder, record.owner)  # its jobs run as the owner: theirs, mode 0700
             callback = cfg.callback_url(JOB, record.id)
@@ -267,12 +309,14 @@ class TransferManager:
         buffer_ending = record.buffer_status is not None and record.buffer_status.state.final
         spare = set(record.jobs) if record.state is TransferState.COMPLETED else {BUFFER} if buffer_ending else set()
         self._cancel_jobs(record, f"transfer {record.state.value}", spare)
+        self.cas.forget(record.id)  # no consumer certificate can be made for it any more
         self.pool.release(record.id)
         record.ports_released = True
         self.store.save(record)
 
     def _cancel_jobs(self, record: TransferRecord, why: str, spare: set[str] | frozenset[str] = frozenset()) -> None:
-        for name, job in record.jobs.items():
+        # producers first: a producer whose buffer vanished under it fails on its own before its cancel
+        for name, job in sorted(record.jobs.items(), key=lambda item: item[0] != PRODUCER):
             if job.state in _JOB_DONE or name in spare:
                 continue
             log.info("transfer %s: cancelling %s job %s (%s)", record.id, name, job.jobid, why)

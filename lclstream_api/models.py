@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from buffer.status import BufferStatus
 from lclstream_api.states import TransferState, Transition
 from streamer.config import StreamerConfig
+
+Identity = Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whitespace=True)]
 
 
 class TransferOptions(BaseModel):
@@ -25,7 +27,13 @@ class TransferOptions(BaseModel):
         120.0, gt=0, le=86400,
         description="seconds to wait for the first producer and for the first consumer before failing")
     total_timeout: float | None = Field(None, gt=0, description="seconds after which the transfer fails")
-    tls: bool = Field(False, description="encrypt the data stream (tls+tcp) with the service's identity")
+    tls: bool = Field(
+        True, description="protect the data stream: tls+tcp with certificates made for this transfer, so only "
+                          "its producers push and only its owner and readers pull; false (plain tcp, not "
+                          "encrypted, anyone who reaches the buffer may connect) only where the service allows it")
+    readers: list[Identity] = Field(
+        default_factory=list, max_length=64,
+        description="identities besides the owner that may pull this transfer's data (GET .../credentials)")
 
 
 class TransferRequest(BaseModel):
@@ -72,6 +80,10 @@ class TransferRecord(BaseModel):
     buffer_status: BufferStatus | None = None
     ports_released: bool = False
 
+    @property
+    def protected(self) -> bool:
+        return self.url.startswith("tls+tcp://")
+
 
 class TransferView(BaseModel):
     """What ``GET /v1/transfers/{id}`` returns: no secrets; live buffer metrics and job states."""
@@ -87,6 +99,8 @@ class TransferView(BaseModel):
     reason: str = ""
     config_hash: str
     options: TransferOptions
+    protected: bool = Field(description="the data stream is tls+tcp with this transfer's own certificates; "
+                                        "false: plain tcp, not encrypted, anyone who reaches the buffer may connect")
     log: list[Transition]
     jobs: dict[str, JobInfo]
     metrics: BufferStatus | None = Field(
@@ -96,8 +110,31 @@ class TransferView(BaseModel):
     def of(cls, record: TransferRecord) -> TransferView:
         return cls(id=record.id, state=record.state, url=record.url, owner=record.owner,
                    created=record.created, updated=record.updated, reason=record.reason,
-                   config_hash=record.config_hash, options=record.options, log=record.log,
+                   config_hash=record.config_hash, options=record.options, protected=record.protected,
+                   log=record.log,
                    jobs=record.jobs, metrics=record.buffer_status)
+
+
+class DataCredentials(BaseModel):
+    """What ``GET /v1/transfers/{id}/credentials`` returns to the owner or a reader: how to pull the data.
+
+    For a protected stream: the CA that signed the buffer's certificate, and a consumer certificate
+    with its private key made for this caller just now. Any pynng peer uses them as they are::
+
+        pynng.TLSConfig(pynng.TLSConfig.MODE_CLIENT, server_name=c.server_name, ca_string=c.ca_pem,
+                        own_cert_string=c.cert_pem, own_key_string=c.key_pem)
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    transfer_id: str
+    url: str = Field(description="where consumers pull (tls+tcp://HOST:PORT, or tcp:// when not protected)")
+    protected: bool
+    identity: str = Field(description="whom the consumer certificate names (the caller)")
+    server_name: str | None = Field(None, description="the name the buffer's certificate carries (the url's host)")
+    ca_pem: str | None = Field(None, description="PEM certificate of this transfer's CA")
+    cert_pem: str | None = Field(None, description="PEM consumer certificate made for the caller")
+    key_pem: str | None = Field(None, description="PEM private key of cert_pem (keep it private)")
 
 
 class TransferList(BaseModel):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lclstream_api.progress import Progress
-from lclstream_api.transport import DataTLS, StreamTimeout, messages
+from lclstream_api.transport import Security, StreamTimeout, messages
 from streamer.envelope import Envelope, EnvelopeError, MessageKind, PayloadFormat, StreamLedger, unpack
 
 log = logging.getLogger("lclstream_api.receive")
@@ -89,7 +89,7 @@ class Receiver:
 
     url: str
     idle_timeout: float = 120.0
-    tls: DataTLS | None = None
+    tls: Security = None
     progress: Progress | None = None
     ledger: StreamLedger = field(default_factory=StreamLedger)
     messages: int = 0
@@ -137,7 +137,7 @@ class Receiver:
                 "complete": self.complete(), "gaps": self.ledger.describe_gaps()}
 
 
-def pull(url: str, out_dir: Path | None = None, *, idle_timeout: float = 120.0, tls: DataTLS | None = None,
+def pull(url: str, out_dir: Path | None = None, *, idle_timeout: float = 120.0, tls: Security = None,
          show_progress: bool | None = None, interruptible: bool = False, connections: int = 1) -> Receiver:
     """Receive a whole stream; write each data message to ``out_dir`` (when given) and its ledger."""
     receiver = Receiver(url, idle_timeout, tls, Progress(f"pull {url}", enabled=show_progress),

@@ -17,12 +17,16 @@ Example (every key but ``state_dir`` has a default)::
       s3df: {type: slurm, queue_name: milano, project_name: lcls, mpirun: srun,
              limits: {process_count: 512, duration: 2880}}   # options.ranks / total_timeout above: 422
     buffer_backend: default                 # buffers run on the data transfer node itself
-    data_tls: {cert: dtn.crt, key: dtn.key, ca: data-ca.crt}   # p256, for options.tls
+    max_message_size: 256M                  # a buffer disconnects a producer announcing a larger message
+    allow_plain_tcp: false                  # true on a trusted network only: options.tls=false gives tcp://
     max_body_bytes: 1048576                 # larger request bodies get 413
 
-Paths (``state_dir``, ``certified_config``, ``jobs_prefix``, the ``data_tls`` files, commands given
-with a folder) are resolved once, at load: relative to this file's folder, ``~`` expanded. Declare any
-new path setting as ``ConfigPath`` and it is resolved the same way.
+Data streams are tls+tcp with certificates made for each transfer (``lclstream_api.credentials``);
+the former ``data_tls`` service identity is no longer used.
+
+Paths (``state_dir``, ``certified_config``, ``jobs_prefix``, commands given with a folder) are
+resolved once, at load: relative to this file's folder, ``~`` expanded. Declare any new path setting
+as ``ConfigPath`` and it is resolved the same way.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from buffer.config import parse_size
 from certified.config_paths import ConfigCommand, ConfigPath, absolute, file_context
 from certified.request_guard import DEFAULT_MAX_BODY
 from psik.jobdir import PREFIX_MODE
@@ -71,16 +76,6 @@ class LimitsConfig(BaseModel):
 
     concurrent_per_user: int = Field(4, ge=1, description="running transfers one user may have at once")
     max_ranks: int = Field(64, ge=1, description="largest `ranks` a request may ask for")
-
-
-class DataTLSConfig(BaseModel):
-    """The service's p256 identity for tls+tcp data streams (buffer, producers)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    cert: ConfigPath
-    key: ConfigPath
-    ca: ConfigPath
 
 
 class CommandsConfig(BaseModel):
@@ -125,7 +120,13 @@ class ServiceConfig(BaseModel):
         None, description="certificate identity -> OS account the transfer's jobs run as (Psi-k's `accounts`); "
                           "unset: only the identity named like the service's own account may request transfers")
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
-    data_tls: DataTLSConfig | None = None
+    max_message_size: int = Field(
+        256 * 2**20, ge=2**20,
+        description="largest message a transfer's buffer accepts (bytes, or e.g. 256M); a producer announcing a "
+                    "larger one is disconnected before anything is allocated for it")
+    allow_plain_tcp: bool = Field(
+        False, description="let requests ask for options.tls=false: a plain tcp:// stream, not encrypted, that "
+                           "anyone who reaches the buffer's ports may read or write. For trusted networks only")
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
     poll_interval: float = Field(1.0, gt=0, le=60, description="seconds between reconciliations")
     max_body_bytes: int = Field(DEFAULT_MAX_BODY, ge=1024, le=1 << 30,
@@ -139,6 +140,19 @@ class ServiceConfig(BaseModel):
             raise ValueError(f"callback_listen must be a loopback address (it is unauthenticated TLS-less "
                              f"HTTP guarded only by signatures), got {host!r}")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_data_tls(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "data_tls" in data:
+            raise ValueError("data_tls is no longer used: each transfer's data stream gets a CA and certificates "
+                             "made for it; remove data_tls from the service config")
+        return data
+
+    @field_validator("max_message_size", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        return parse_size(value) if isinstance(value, str) else value
 
     @field_validator("listen")
     @classmethod

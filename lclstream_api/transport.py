@@ -1,68 +1,100 @@
-"""Reading messages from a buffer's send URL (the consumer side of a transfer), via ``buffer.client``."""
+"""Reading messages from a buffer's send URL (the consumer side of a transfer), via ``buffer.client``.
+
+A transfer is reached by its id (``open_transfer``: the data credentials are fetched over the
+mutual-TLS control plane, and a protected stream is read with the consumer certificate made for the
+caller) or by its URL with the caller's own files (``DataTLS``) for a ``tls+tcp://`` stream.
+"""
 
 from __future__ import annotations
 
-import queue
+import logging
+import os
+import ssl
+import tempfile
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
-from buffer.client import StreamTimeout
+from buffer.client import Handoff, Message, StreamRefused, StreamTimeout
 from buffer.client import messages as buffer_messages
 from buffer.config import TLSFiles as DataTLS
+from buffer.tls import client_context
+from lclstream_api.client import TransferClient
+from lclstream_api.models import DataCredentials
 
-__all__ = ["DataTLS", "StreamTimeout", "messages"]
+__all__ = ["DataTLS", "Security", "StreamRefused", "StreamTimeout", "messages", "open_transfer"]
 
-_END = object()
+log = logging.getLogger("lclstream_api.transport")
+
+Security = DataTLS | ssl.SSLContext | None  # how to open a tls+tcp stream: files, or a ready context
+
+def credentials_context(creds: DataCredentials) -> ssl.SSLContext | None:
+    """The TLS context of a protected stream's credentials (None for plain tcp).
+
+    Python's ``ssl`` loads a private key from a file only: it goes through a private temporary folder
+    (0700, the file 0600) that is removed at once.
+    """
+    if not creds.protected:
+        return None
+    if not (creds.ca_pem and creds.cert_pem and creds.key_pem):
+        raise ValueError(f"the credentials of transfer {creds.transfer_id} lack a certificate or key")
+    with tempfile.TemporaryDirectory(prefix="lclstream-") as tmp:
+        cert, key, ca = Path(tmp) / "consumer.crt", Path(tmp) / "consumer.key", Path(tmp) / "ca.crt"
+        cert.write_text(creds.cert_pem)
+        ca.write_text(creds.ca_pem)
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(creds.key_pem)
+        return client_context(ca, cert, key)
 
 
-def messages(url: str, *, idle_timeout: float = 120.0, tls: DataTLS | None = None,
-             interruptible: bool = False, connections: int = 1) -> Iterator[bytes]:
+def unprotected_warning(transfer_id: str, url: str) -> str:
+    return (f"warning: transfer {transfer_id} streams over plain tcp ({url}): the data is not encrypted, and "
+            "anyone who can reach the buffer's ports can read or inject messages")
+
+
+def open_transfer(transfer_id: str, client: TransferClient) -> tuple[DataCredentials, ssl.SSLContext | None]:
+    """Fetch the caller's data credentials of a transfer: (credentials, TLS context or None for plain tcp).
+
+    A stream that is not protected is logged as a warning (the ``lclstream`` CLI prints it too).
+    """
+    creds = client.credentials(transfer_id)
+    if not creds.protected:
+        log.warning("%s", unprotected_warning(creds.transfer_id, creds.url))
+    return creds, credentials_context(creds)
+
+
+def messages(url: str, *, idle_timeout: float = 120.0, tls: Security = None,
+             interruptible: bool = False, connections: int = 1) -> Iterator[Message]:
     """Yield each message from the buffer at ``url`` until its end-of-stream marker.
 
-    Raises StreamTimeout when nothing (not even the end) arrives for ``idle_timeout`` seconds.
+    Raises StreamTimeout when nothing (not even the end) arrives for ``idle_timeout`` seconds, and
+    StreamRefused when a tls+tcp buffer refuses the certificate.
     ``interruptible``: receive in a helper thread so that Ctrl-C (KeyboardInterrupt) reaches the
     caller at once; a blocking nng receive would hold it back until the next message or the timeout.
     ``connections``: parallel connections to the buffer (see ``buffer.client.messages``).
     """
-    source = buffer_messages(url, tls=tls, timeout=idle_timeout, connections=connections)
-    return _through_thread(source) if interruptible else source
+    files, context = (None, tls) if isinstance(tls, ssl.SSLContext) else (tls, None)
+    source = buffer_messages(url, tls=files, context=context, timeout=idle_timeout, connections=connections)
+    return _through_thread(source, url) if interruptible else source
 
 
-def _through_thread(source: Iterator[bytes], depth: int = 16, poll: float = 0.2) -> Iterator[bytes]:
-    handoff: queue.Queue[object] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                handoff.put(item, timeout=poll)
-                return True
-            except queue.Full:
-                continue
-        return False
+def _through_thread(source: Iterator[Message], url: str, depth: int = 16) -> Iterator[Message]:
+    handoff = Handoff(depth)
 
     def pump() -> None:
         try:
             for message in source:
-                if not put(message):
+                if not handoff.put(message):
                     break
-            put(_END)
+            handoff.finish()
         except BaseException as exc:  # handed to the consumer, which raises it
-            put(exc)
+            handoff.put(exc)
         finally:
-            source.close()  # type: ignore[attr-defined]  # closes the nng socket
+            source.close()  # type: ignore[attr-defined]  # closes the connections
 
     threading.Thread(target=pump, name="lclstream-receive", daemon=True).start()
     try:
-        while True:
-            try:
-                item = handoff.get(timeout=poll)
-            except queue.Empty:
-                continue
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item  # type: ignore[misc]
+        yield from handoff.items(None, url)  # the source has its own timeout; this wait is interruptible
     finally:
-        stop.set()
+        handoff.stop.set()

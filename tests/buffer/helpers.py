@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from buffer.config import TLSFiles
+from buffer.end_marker import is_end
 from buffer.status import BufferState, BufferStatus
 from tests.fixtures.net import free_port
 
@@ -59,7 +60,7 @@ def produce(url: str, producer: int, count: int, size: int, result: str, delay: 
                 out["sent"] = seq + 1
                 if delay:
                     time.sleep(delay)
-        except StreamTimeout as exc:
+        except (StreamTimeout, ConnectionError) as exc:  # ConnectionError: a tls+tcp buffer refused it
             out["error"] = str(exc)
             p.abort()
         out["confirmed"] = p.close()
@@ -83,6 +84,43 @@ def push_and_hang_up(url: str, producer: int, count: int, size: int, pause: floa
             time.sleep(pause)
     finally:
         sock.close()
+
+
+def pynng_push(url: str, producer: int, count: int, size: int, tls: dict | None = None) -> None:
+    """An ordinary pynng Push0 producer: its messages, the end marker, then it waits for the hang-up."""
+    import threading
+
+    import pynng
+
+    from buffer.end_marker import END_MARKER
+    from buffer.tls import tls_config
+
+    hung_up = threading.Event()
+    with pynng.Push0(send_timeout=30_000) as sock:
+        if tls:
+            sock.tls_config = tls_config(TLSFiles(**tls), server=False, server_name="127.0.0.1")
+        sock.add_post_pipe_remove_cb(lambda _pipe: hung_up.set())
+        sock.dial(url, block=True)
+        for seq in range(count):
+            sock.send(make_message(producer, seq, size))
+        sock.send(END_MARKER)
+        assert hung_up.wait(30), "the buffer did not confirm the end by hanging up"
+
+
+def pynng_pull(url: str, result: str, tls: dict | None = None, timeout: float = 60.0) -> None:
+    """An ordinary pynng Pull0 consumer using the plain ``recv()`` until the end marker."""
+    import pynng
+
+    from buffer.tls import tls_config
+
+    got = []
+    with pynng.Pull0(recv_timeout=int(timeout * 1000), recv_max_size=0) as sock:
+        if tls:
+            sock.tls_config = tls_config(TLSFiles(**tls), server=False, server_name="127.0.0.1")
+        sock.dial(url, block=False)
+        while not is_end(data := sock.recv()):
+            got.append(check_message(data))
+    Path(result).write_text(json.dumps({"received": got, "end": True}))
 
 
 def consume(url: str, result: str, delay: float = 0.0, tls: dict | None = None, timeout: float = 60.0,
@@ -117,7 +155,7 @@ def consume_zmq(url: str, result: str, timeout: float = 60.0) -> None:
     try:
         while True:
             data = sock.recv()
-            if not data:
+            if is_end(data):
                 break
             got.append(check_message(data))
         Path(result).write_text(json.dumps({"received": got, "end": True}))

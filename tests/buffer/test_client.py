@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from buffer.client import Producer, StreamTimeout, messages
+from buffer.end_marker import END_MARKER
 from tests.buffer.helpers import tcp_url
 
 
@@ -24,12 +25,15 @@ def test_bad_url_is_rejected_before_connecting():
         Producer("tcp://127.0.0.1")
 
 
-def test_producer_refuses_empty_messages_and_times_out_without_a_buffer():
-    p = Producer(tcp_url(), send_timeout=0.5, close_timeout=0.5)
+@pytest.mark.parametrize("scheme", ["tcp", "tls+tcp"])
+def test_producer_refuses_end_markers_as_data_and_times_out_without_a_buffer(scheme, pki):
+    p = Producer(tcp_url(scheme), tls=pki["client"] if scheme == "tls+tcp" else None, send_timeout=0.5,
+                 close_timeout=0.5)
     try:
-        with pytest.raises(ValueError, match="empty messages are end markers"):
-            p.send(b"")
-        with pytest.raises(StreamTimeout, match="took nothing within the send timeout"):
+        for marker in (b"", END_MARKER):
+            with pytest.raises(ValueError, match="equal to the end marker cannot be sent as data"):
+                p.send(marker)
+        with pytest.raises(StreamTimeout, match="within the send timeout"):
             p.send(b"x")
     finally:
         assert p.close() is False  # no buffer ever confirmed the end

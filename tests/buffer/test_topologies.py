@@ -56,9 +56,11 @@ def test_tls_good_certificate_streams_and_bad_one_is_refused(tmp_path, buffers, 
     procs.append(intruder)
     join_all([intruder])
     refused = read_json(tmp_path / "intruder.json")
-    assert refused["sent"] == 0 and refused["error"] and refused["confirmed"] is False
-    st = buf.status()
+    assert refused["sent"] == 0 and "refused this connection" in refused["error"] and refused["confirmed"] is False
+    st = buf.wait_status(lambda s: s.connections_refused == 1, what="the intruder refused")
     assert st.state is BufferState.WAITING and st.producers_total == 0
+    assert ("refused a producer connection from 127.0.0.1:" in buf.stderr_path.read_text()
+            and "certificate verify failed" in buf.stderr_path.read_text())
     client = tls_dict(pki["client"])
     consumer = start(consume, send, str(tmp_path / "c.json"), tls=client)
     producer = start(produce, recv, 0, 50, 8192, str(tmp_path / "p0.json"), tls=client)

@@ -1,5 +1,5 @@
-"""The socket side (tcp/ipc in nng's wire format): messages passed on without copying, ipc, mixed sides
-with nng's TLS, and peers that do not speak the pipeline protocol."""
+"""The socket side (tcp/ipc/tls+tcp in nng's wire format): messages passed on without copying, ipc, TLS
+sides mixed with plain ones, ordinary pynng peers, and peers that do not speak the pipeline protocol."""
 
 from __future__ import annotations
 
@@ -10,7 +10,17 @@ import pytest
 
 from buffer.sp_wire import PULL0, PUSH0, greeting
 from buffer.status import BufferState
-from tests.buffer.helpers import consume, join_all, produce, read_json, start, tcp_url, tls_dict
+from tests.buffer.helpers import (
+    consume,
+    join_all,
+    produce,
+    pynng_pull,
+    pynng_push,
+    read_json,
+    start,
+    tcp_url,
+    tls_dict,
+)
 
 
 def _received(paths) -> list[tuple[int, int]]:
@@ -70,17 +80,41 @@ def test_direct_wait_zero_stores_every_message(tmp_path, buffers, procs):
     assert final.messages_sent == 200 and final.messages_direct == 0
 
 
-@pytest.mark.parametrize("tls_side", ["send", "recv"])
-def test_socket_side_with_nng_tls_on_the_other(tmp_path, buffers, procs, pki, tls_side):
-    recv = tcp_url("tls+tcp" if tls_side == "recv" else "tcp")
-    send = tcp_url("tls+tcp" if tls_side == "send" else "tcp")
+@pytest.mark.parametrize("tls_side", ["send", "recv", "both"])
+def test_tls_sides_mixed_with_plain_ones(tmp_path, buffers, procs, pki, tls_side):
+    recv = tcp_url("tls+tcp" if tls_side in ("recv", "both") else "tcp")
+    send = tcp_url("tls+tcp" if tls_side in ("send", "both") else "tcp")
     server = pki["server"]
     buf = buffers("--recv", recv, "--send", send, "--cert", server.cert, "--key", server.key, "--ca", server.ca,
                   "--producers", "2")
     buf.wait_state(BufferState.WAITING)
     _stream(tmp_path, procs, buf, recv, send, producers=2, count=60, size=32 * 1024, tls=tls_dict(pki["client"]))
     assert buf.wait(30) == 0
-    assert buf.final().messages_direct == 0, "nothing can be spliced through TLS"
+    final = buf.final()
+    assert final.messages_sent == 120 and final.messages_direct > 0, "handed over without storing (one copy)"
+
+
+@pytest.mark.parametrize("scheme", ["tcp", "tls+tcp"])
+def test_ordinary_pynng_peers_with_plain_recv(tmp_path, buffers, procs, pki, scheme):
+    """pynng's own Push0/Pull0 (nng's TLS engine on tls+tcp), ending with the end marker, received with the
+    plain ``Socket.recv()`` (which cannot receive a zero-length message: pynng issue 104)."""
+    recv, send = tcp_url(scheme), tcp_url(scheme)
+    server = pki["server"]
+    tls_args = ["--cert", server.cert, "--key", server.key, "--ca", server.ca] if scheme == "tls+tcp" else []
+    buf = buffers("--recv", recv, "--send", send, "--producers", "2", *tls_args)
+    buf.wait_state(BufferState.WAITING)
+    tls = tls_dict(pki["client"]) if tls_args else None
+    results = [tmp_path / f"c{i}.json" for i in range(2)]
+    consumers = [start(pynng_pull, send, str(r), tls=tls) for r in results]
+    procs += consumers
+    buf.wait_status(lambda s: s.consumers_connected == 2, what="consumers connected")
+    producers = [start(pynng_push, recv, p, 40, 8 * 1024, tls=tls) for p in range(2)]
+    procs += producers
+    join_all(producers + consumers)
+    got = _received(results)
+    assert sorted(got) == [(p, s) for p in range(2) for s in range(40)]
+    assert buf.wait(30) == 0
+    assert buf.final().end_markers_sent == 2
 
 
 def _raw(url: str) -> socket.socket:
@@ -107,9 +141,11 @@ def test_peers_that_are_not_pipeline_producers_are_dropped(tmp_path, buffers, pr
         puller.sendall(greeting(PULL0))
         assert puller.recv(8) == greeting(PULL0)  # the buffer's own greeting: it is a Pull0 there
         assert _closed_by_peer(puller)
-    st = buf.status()
+    st = buf.wait_status(lambda s: s.connections_refused == 2, what="both refusals counted")
     assert st.state is BufferState.WAITING and st.producers_total == 0
-    assert "dropped a producer connection: the peer is not an nng socket" in buf.stderr_path.read_text()
+    log = buf.stderr_path.read_text()
+    assert "refused a producer connection from 127.0.0.1:" in log and "the peer is not an nng socket" in log
+    assert "the peer speaks protocol 0x51, expected 0x50" in log
     _stream(tmp_path, procs, buf, recv, send, producers=1, count=20, size=1024, consumers=1)
     assert buf.wait(30) == 0
 
@@ -124,7 +160,7 @@ def test_message_over_max_message_size_closes_that_producer_only(tmp_path, buffe
         big.sendall(struct.pack(">Q", 4096) + b"x" * 4096)
         assert _closed_by_peer(big)
     buf.wait_status(lambda s: s.producers_total == 1 and s.producers_connected == 0, what="the big producer gone")
-    assert "over --max-message-size 1024" in buf.stderr_path.read_text()
+    assert "it announced a 4096-byte message, over --max-message-size 1024" in buf.stderr_path.read_text()
     _stream(tmp_path, procs, buf, recv, send, producers=1, count=20, size=1000, consumers=1)
     assert buf.wait(30) == 0
     final = buf.final()

@@ -18,10 +18,8 @@ def api_pki(tmp_path: Path) -> Pki:
 def service(tmp_path: Path, api_pki: Pki) -> Iterator[Service]:
     svc = Service(tmp_path / "svc", api_pki, overrides={"limits": {"concurrent_per_user": 2}})
     try:
-        svc.start()
-        yield svc
+        with svc.running():
+            yield svc
     finally:
-        svc.stop()
-        svc.cleanup_jobs()
         print("---- lclstream-api log (last 60 lines) ----")  # shown by pytest only when the test failed
         print("\n".join([line for line in svc.log_text().splitlines() if '"caller"' not in line][-60:]))

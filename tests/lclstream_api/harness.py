@@ -6,6 +6,7 @@ keeps them. Picking a free port here and probing it raced with other processes o
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import random
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +111,16 @@ class Service:
     def cleanup_jobs(self) -> None:
         """Cancel every Psi-k job this service started that is still running (buffers, mpiexec)."""
         cancel_jobs(self.config_path)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Service]:
+        """Started for the block; stopped, with every job it started canceled, whatever happens."""
+        try:
+            self.start()
+            yield self
+        finally:
+            self.stop()
+            self.cleanup_jobs()
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -25,7 +25,7 @@ def test_get_requests_pulls_and_reports(service: Service, tmp_path: Path) -> Non
                      str(tmp_path / "out"), "--wait", "60")
     assert got.returncode == 0, got.stderr
     transfer_id, url = got.stdout.split()[:2]
-    assert url.startswith("tcp://127.0.0.1:")
+    assert url.startswith("tls+tcp://127.0.0.1:")
     assert "complete: every producer's sequence received" in got.stderr
     assert len(list((tmp_path / "out").glob("r000[01]-s0000000[01].h5"))) == 4
     wait_for(lambda: json.loads(_lclstream(service, "status", transfer_id).stdout)["state"] == "completed",
@@ -42,9 +42,10 @@ def test_get_requests_pulls_and_reports(service: Service, tmp_path: Path) -> Non
 
 def test_no_consumer_within_the_idle_timeout_fails_the_transfer(service: Service) -> None:
     with service.client("alice") as api:
-        view = api.request(synthetic_config(), {"ranks": 1, "idle_timeout": 3})
+        # long enough for the producer ranks to start on a loaded machine (they must come first)
+        view = api.request(synthetic_config(), {"ranks": 1, "idle_timeout": 10})
         final = wait_for(lambda: (v := api.status(view.id)).state.terminal and v, 90, what="terminal state")
-        assert final.state.value == "failed" and final.reason == "no consumer connected within 3 s"
+        assert final.state.value == "failed" and final.reason == "no consumer connected within 10 s"
         wait_for(lambda: api.status(view.id).jobs["buffer"].state in ("canceled", "completed", "failed"), 30,
                  what="buffer stopped")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lclstream_api.receive import pull
+from lclstream_api.transport import open_transfer
 from tests.fixtures.pki import Pki
 from tests.fixtures.slurm import SlurmCluster, slurm_cluster  # noqa: F401
 from tests.lclstream_api.harness import VENV_BIN, Service, synthetic_config, wait_for
@@ -18,7 +19,8 @@ def test_producers_run_as_a_slurm_job(tmp_path: Path, api_pki: Pki, slurm_cluste
         service.start()
         with service.client("alice") as api:
             view = api.request(synthetic_config(events=24, batch=4), {"ranks": 2, "backend": "slurm"})
-            receiver = pull(view.url, tmp_path / "out", idle_timeout=120)
+            _creds, tls = open_transfer(view.id, api)
+            receiver = pull(view.url, tmp_path / "out", idle_timeout=120, tls=tls)
             assert receiver.complete(), receiver.ledger.describe_gaps()
             assert receiver.events == 24
             final = wait_for(lambda: (v := api.status(view.id)).state.terminal and v, 90, what="terminal")

@@ -1,4 +1,4 @@
-"""The Python client: stream(url) yields decoded batches; CachedDataset reads its cache on later epochs."""
+"""The Python client: stream(transfer_id) yields decoded batches; CachedDataset reads its cache on later epochs."""
 
 from __future__ import annotations
 
@@ -21,7 +21,10 @@ def _ids(batches: list) -> list[int]:
 def test_stream_yields_decoded_batches_with_rank_and_sequence(service: Service, connections: int) -> None:
     with service.client("alice") as api:
         view = api.request(synthetic_config(events=20, batch=5), {"ranks": 2})
-        batches = stream(view.url, idle_timeout=60, connections=connections)
+        # by id: with the service alias and alice's identity folder, or with her client
+        how = {"server": "lclstream", "config_dir": service.pki.user_dir("alice")} if connections == 1 \
+            else {"client": api}
+        batches = stream(view.id, idle_timeout=60, connections=connections, **how)
         got = list(batches)
         assert batches.complete()
         assert sorted((b.rank, b.seq) for b in got) == [(r, s) for r in (0, 1) for s in range(2)]

@@ -16,6 +16,7 @@ import yaml
 
 from lclstream_api.receive import LEDGER_FILE, ledger_from_json, merge_ledgers, parse_filename, pull
 from lclstream_api.states import TransferState
+from lclstream_api.transport import open_transfer
 from tests.fixtures.pki import Pki
 from tests.lclstream_api.harness import VENV_BIN, Service, env_with_venv, synthetic_config, wait_for
 
@@ -32,9 +33,11 @@ def _wait_state(service: Service, transfer_id: str, states: set[str], timeout: f
                     what=f"transfer {transfer_id} in {states}")
 
 
-def _pull(url: str, out: Path, *extra: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([str(VENV_BIN / "lclstream"), "pull", url, "--out", str(out), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env_with_venv())
+def _pull(service: Service, transfer_id: str, out: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """``lclstream pull ID`` as alice: it fetches her data credentials, then pulls."""
+    return subprocess.Popen([str(VENV_BIN / "lclstream"), "pull", transfer_id, "--server", "lclstream", "--out",
+                             str(out), *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env_with_venv({"CERTIFIED_CONFIG": str(service.pki.user_dir("alice"))}))
 
 
 def _finish(proc: subprocess.Popen[bytes], timeout: float = 120.0) -> tuple[int, str]:
@@ -80,13 +83,18 @@ def test_full_transfer_two_ranks_two_consumers(tmp_path: Path, api_pki: Pki, lin
 
 
 def _full_transfer(service: Service, tmp_path: Path, events: int, gate: Path, links: int = 1) -> None:
-    with service.client("alice") as api:
-        view = api.request(synthetic_config(events=events, batch=4), {"ranks": 2, "backend": "gated"})
-        assert view.owner == "alice" and view.url.startswith("tcp://127.0.0.1:")
+    """alice's transfer, read by alice and by bob (a reader she named), each with their own certificate."""
+    with service.client("alice") as api, service.client("bob") as bob:
+        view = api.request(synthetic_config(events=events, batch=4),
+                           {"ranks": 2, "backend": "gated", "readers": ["bob"]})
+        assert view.owner == "alice" and view.url.startswith("tls+tcp://127.0.0.1:") and view.protected
         assert view.state is TransferState.STARTING
+        (mine, alice_tls), (theirs, bob_tls) = open_transfer(view.id, api), open_transfer(view.id, bob)
+        assert (mine.identity, theirs.identity) == ("alice", "bob") and mine.url == theirs.url == view.url
         outs = [tmp_path / "c0", tmp_path / "c1"]
         with ThreadPoolExecutor(2) as pool:
-            pulls = [pool.submit(pull, view.url, out, idle_timeout=60, connections=links) for out in outs]
+            pulls = [pool.submit(pull, view.url, out, idle_timeout=60, connections=links, tls=tls)
+                     for out, tls in zip(outs, (alice_tls, bob_tls), strict=True)]
             # both consumers are connected before the producers start, so the stream is really shared
             wait_for(lambda: (m := api.status(view.id).metrics) is not None and m.consumers_connected == 2 * links,
                      60, what="two consumers connected")
@@ -126,6 +134,7 @@ def _blocked_config(events: int = 400) -> dict:
 def test_cancel_mid_stream_stops_producers_and_buffer(service: Service, tmp_path: Path) -> None:
     with service.client("alice") as api:
         view = api.request(_blocked_config(), {"ranks": 2, "max_bytes": 2**20, "idle_timeout": 60})
+        _creds, tls = open_transfer(view.id, api)
         wait_for(lambda: (m := api.status(view.id).metrics) is not None and m.messages_received > 0, 90,
                  what="data in the buffer")
         assert api.status(view.id).state is TransferState.STREAMING
@@ -135,8 +144,11 @@ def test_cancel_mid_stream_stops_producers_and_buffer(service: Service, tmp_path
                          and v, 30, what="jobs stopped")
         assert final.jobs["producer"].state == "canceled" and final.jobs["buffer"].state == "canceled"
         # the buffer is gone: a consumer gets nothing and says the stream is incomplete
-        code, err = _finish(_pull(view.url, tmp_path / "late", "--wait", "3"))
-        assert code == 1 and "INCOMPLETE" in err
+        late = pull(view.url, tmp_path / "late", idle_timeout=3, tls=tls)
+        assert late.messages == 0 and not late.ended and not late.complete()
+        # and the service makes no more credentials for it
+        code, err = _finish(_pull(service, view.id, tmp_path / "later", "--wait", "3"))
+        assert code == 3 and f"transfer {view.id} is canceled; its stream is over" in err  # 409: exit 3
         with pytest.raises(Exception, match="409"):
             api.cancel(view.id)
 
@@ -161,7 +173,7 @@ def test_restarted_service_keeps_the_record_and_completes(service: Service, tmp_
     service.start()
     with service.client("alice") as api:
         assert [t.id for t in api.list()] == [view.id]
-        code, err = _finish(_pull(view.url, tmp_path / "out", "--wait", "60"))
+        code, err = _finish(_pull(service, view.id, tmp_path / "out", "--wait", "60"))
         assert code == 0, err
         assert sorted(_pulse_ids(tmp_path / "out")) == list(range(events))
         _wait_state(service, view.id, TERMINAL)

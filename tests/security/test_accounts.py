@@ -216,8 +216,9 @@ def test_a_transfers_jobs_run_as_its_owner(tmp_path: Path) -> None:
                 with service.client("alice") as api:
                     view = api.request(synthetic_config(events=16), {"ranks": 1, "idle_timeout": 120})
                     out = tmp_path / "out"
-                    pulled = subprocess.run([str(VENV_BIN / "lclstream"), "pull", view.url, "--out", str(out)],
-                                            capture_output=True, text=True, env=env_with_venv(), timeout=300)
+                    pulled = subprocess.run([str(VENV_BIN / "lclstream"), "pull", view.id, "--server", "lclstream",
+                                             "--out", str(out)], capture_output=True, text=True, timeout=300,
+                                            env=env_with_venv({"CERTIFIED_CONFIG": str(pki.user_dir("alice"))}))
                     assert pulled.returncode == 0, pulled.stderr
                     done = api.wait(view.id, timeout=120)
                     assert done.state.value == "completed", (done.reason, service.log_text()[-3000:])

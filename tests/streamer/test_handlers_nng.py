@@ -24,6 +24,7 @@ RECEIVER = textwrap.dedent("""
     import json, sys, time
     import numpy
     import pynng
+    from buffer.end_marker import is_end
     from streamer.envelope import StreamLedger, MessageKind, unpack
     from streamer.serializers import decode_payload
 
@@ -46,7 +47,7 @@ RECEIVER = textwrap.dedent("""
         except pynng.Timeout:
             continue
         message = msg.bytes
-        if not message:  # a rank's transport end: hang up, as the buffer does, which confirms it
+        if is_end(message):  # a rank's transport end: hang up, as the buffer does, which confirms it
             if hang_up:
                 msg.pipe.close()
             continue
