@@ -25,9 +25,9 @@ STREAM_DAG = """
         transfer = LCLStreamTransferOperator(task_id="transfer", config={config!r}, options={{"ranks": 2}},
                                              lclstream_conn_id={lclstream!r}, wait_for="streaming", poll_interval=0.5)
         consumer = PsikJobOperator(task_id="consumer", psik_conn_id={psik!r}, poll_interval=0.5, spec={{
-            "name": "consumer", "resources": {{"duration": 5}},
-            "script": "lclstream pull {{{{ ti.xcom_pull(task_ids='transfer', key='url') }}}} "
-                      "--out {{{{ params.out }}}} --wait 120"}})
+            "name": "consumer", "resources": {{"duration": 5}}, "environment": {{"CERTIFIED_CONFIG": {identity!r}}},
+            "script": "lclstream pull {{{{ ti.xcom_pull(task_ids='transfer', key='transfer_id') }}}} "
+                      "--server lclstream --out {{{{ params.out }}}} --wait 120"}})
         drained = BufferSensor(task_id="drained", drained=True, lclstream_conn_id={lclstream!r}, poke_interval=0.5,
                                transfer_id="{{{{ ti.xcom_pull(task_ids='transfer', key='transfer_id') }}}}")
 
@@ -43,8 +43,9 @@ STREAM_DAG = """
 def test_stream_dag_runs_to_success(airflow_db: Path, service: Service, lclstream_conn: str,
                                     psik_api: PsikApi, psik_conn: str, tmp_path: Path) -> None:
     result, out = tmp_path / "result.json", tmp_path / "received"
+    # the consumer job pulls by transfer id as alice: lclstream fetches her data credentials, then pulls
     source = STREAM_DAG.format(out=str(out), config=synthetic_config(events=40, batch=4), lclstream=lclstream_conn,
-                               psik=psik_conn, result=str(result))
+                               psik=psik_conn, result=str(result), identity=str(service.pki.user_dir("alice")))
     run = dag_file("provider_stream", source).dag.test()
     assert run.state == "success", service.log_text()[-3000:]
     got = json.loads(result.read_text())

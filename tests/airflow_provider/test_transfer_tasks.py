@@ -25,6 +25,7 @@ from airflow_provider_lclstream.triggers.transfer import TransferTrigger
 from buffer.client import messages
 from elog.events import RunEvent
 from lclstream_api.models import TransferView
+from lclstream_api.transport import open_transfer
 from tests.airflow_provider.conftest import AIRFLOW_HOME, dag_file
 from tests.lclstream_api.harness import VENV_BIN, Service, env_with_venv, synthetic_config, wait_for
 
@@ -32,14 +33,11 @@ WAIT = 180.0
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def consumer_command(url: str, out: Path) -> list[str]:
-    """How a consumer receives a transfer (the one place to change when pulling needs credentials)."""
-    return [str(VENV_BIN / "lclstream"), "pull", url, "--out", str(out), "--wait", "120"]
-
-
-def pull(url: str, out: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(consumer_command(url, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env_with_venv())
+def pull(service: Service, transfer_id: str, out: Path) -> subprocess.Popen[bytes]:
+    """``lclstream pull ID`` as alice: her data credentials are fetched over the control plane, then she pulls."""
+    return subprocess.Popen([str(VENV_BIN / "lclstream"), "pull", transfer_id, "--server", "lclstream", "--out",
+                             str(out), "--wait", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env_with_venv({"CERTIFIED_CONFIG": str(service.pki.user_dir("alice"))}))
 
 
 def alice_transfers(service: Service) -> list[TransferView]:
@@ -60,7 +58,7 @@ class Consumer(threading.Thread):
     def run(self) -> None:
         view = wait_for(lambda: next((t for t in alice_transfers(self.service) if t.id not in self.known), None),
                         WAIT, what="a new transfer")
-        proc = pull(view.url, self.out)
+        proc = pull(self.service, view.id, self.out)
         try:
             _, err = proc.communicate(timeout=WAIT)
         except subprocess.TimeoutExpired:
@@ -134,7 +132,9 @@ def test_trigger_sees_consumers_connect_and_on_kill_cancels(service: Service, lc
         waiting = asyncio.ensure_future(anext(events))
         await asyncio.sleep(1.0)
         assert not waiting.done()  # no consumer yet
-        stream = messages(view.url, timeout=WAIT)
+        with service.client("alice") as api:
+            creds, context = open_transfer(view.id, api)  # alice's consumer certificate for this transfer
+        stream = messages(creds.url, context=context, timeout=WAIT)
         await asyncio.to_thread(next, stream)  # connected, one message taken
         try:
             payload = (await asyncio.wait_for(waiting, WAIT)).payload
