@@ -21,7 +21,7 @@ def view(state: str, log: list[tuple[str, str]] | None = None, metrics: dict[str
                   "started_at": BASE, "time": BASE + 1, **metrics}
     return TransferView.model_validate({
         "id": "t1", "state": state, "url": "tcp://127.0.0.1:2", "owner": "alice", "created": BASE,
-        "updated": BASE + 10, "reason": reason, "config_hash": "h", "options": {},
+        "updated": BASE + 10, "reason": reason, "config_hash": "h", "options": {}, "protected": True,
         "log": [{"time": BASE + i, "state": s, "reason": r} for i, (s, r) in enumerate(entries)],
         "jobs": {"producer": {"jobid": "j1", "state": "failed", "log_tail": tail or []}}, "metrics": status})
 
