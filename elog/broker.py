@@ -363,17 +363,34 @@ class KafkaBroker:
         self.progress.show("formatting KRaft storage ...")
         fmt = subprocess.run(
             self._java_cmd(libs, "kafka.tools.StorageTool", "format", "--standalone",
-                           "-t", _random_cluster_id(), "-c", str(props)),
+                           f"--cluster-id={_random_cluster_id()}", "-c", str(props)),
             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
         if fmt.returncode != 0:
             raise BrokerError(f"kafka-storage format failed (exit {fmt.returncode}):\n{fmt.stdout}{fmt.stderr}")
         self.bootstrap, self.controller = f"{s.host}:{port}", f"{s.host}:{cport}"
-        with open(work / "logs" / "stdout.log", "wb") as out:
-            self.proc = subprocess.Popen(self._java_cmd(libs, "kafka.Kafka", str(props)), stdout=out,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        self._run_broker(libs)
+
+    def _run_broker(self, libs: Path) -> None:
+        assert self.workdir is not None
+        with open(self.workdir / "logs" / "stdout.log", "ab") as out:
+            self.proc = subprocess.Popen(self._java_cmd(libs, "kafka.Kafka", str(self.workdir / "server.properties")),
+                                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True, preexec_fn=die_with_parent)
         log.info("Kafka %s starting: pid %d, bootstrap %s, controller %s, log %s",
-                 s.kafka_version, self.proc.pid, self.bootstrap, self.controller, self.log_path)
+                 self.settings.kafka_version, self.proc.pid, self.bootstrap, self.controller, self.log_path)
+
+    def restart(self) -> None:
+        """Stop the broker process and start it again on the same ports with the same data (topics,
+        messages, committed offsets): what clients see when a broker is restarted."""
+        if self.workdir is None:
+            raise BrokerError("restart: the broker was never started")
+        self._terminate()
+        try:
+            self._run_broker(fetch_kafka(self.settings, self.progress))
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
 
     def _wait_ready(self) -> None:
         assert self.proc is not None
@@ -409,6 +426,12 @@ class KafkaBroker:
 
     def stop(self) -> None:
         """SIGTERM, wait ``stop_timeout``, then SIGKILL; remove the temporary directory. Idempotent."""
+        self._terminate()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def _terminate(self) -> None:
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -420,9 +443,6 @@ class KafkaBroker:
                 proc.wait(10)
                 log.warning("Kafka on %s did not stop within %.0f s of SIGTERM; killed",
                             self.bootstrap, self.settings.stop_timeout)
-        if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir = None
 
 
 # --------------------------------------------------------------------------------------------- CLI

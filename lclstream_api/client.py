@@ -5,6 +5,9 @@
         print(view.id, view.url)
         api.status(view.id).state
         creds = api.credentials(view.id)                  # what a consumer needs to pull the data
+
+``AsyncTransferClient`` is its asynchronous twin (Airflow triggers poll with it). Both send the
+requests described once in :class:`TransferCalls`.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
-from certified.service_client import ServiceClient, ServiceError
+from certified.service_client import AsyncServiceClient, Call, ServiceClient, ServiceError, model_body
 from lclstream_api.models import DataCredentials, TransferList, TransferOptions, TransferView
 from lclstream_api.states import TERMINAL, TransferState
 
@@ -39,10 +43,46 @@ def load_request_config(source: str | Path | dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _views(response: httpx.Response) -> list[TransferView]:
+    return TransferList.model_validate_json(response.content).transfers
+
+
+_view = model_body(TransferView)
+
+
+class TransferCalls:
+    """The requests of LCLStream-API's transfer routes, and the models their answers are read into."""
+
+    @staticmethod
+    def request(config: str | Path | dict[str, Any], options: TransferOptions | dict[str, Any] | None = None,
+                idempotency_key: str | None = None) -> Call[TransferView]:
+        opts = options if isinstance(options, TransferOptions) else TransferOptions.model_validate(options or {})
+        body = {"config": load_request_config(config), "options": opts.model_dump(mode="json")}
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return Call("POST", "/v1/transfers", _view, json=body, headers=headers)
+
+    @staticmethod
+    def status(transfer_id: str) -> Call[TransferView]:
+        return Call("GET", f"/v1/transfers/{transfer_id}", _view)
+
+    @staticmethod
+    def list(state: TransferState | str | None = None) -> Call[list[TransferView]]:
+        return Call("GET", "/v1/transfers", _views, params={"state": str(state)} if state else {})
+
+    @staticmethod
+    def credentials(transfer_id: str) -> Call[DataCredentials]:
+        return Call("GET", f"/v1/transfers/{transfer_id}/credentials", model_body(DataCredentials))
+
+    @staticmethod
+    def cancel(transfer_id: str) -> Call[TransferView]:
+        return Call("DELETE", f"/v1/transfers/{transfer_id}", _view)
+
+
 class TransferClient(ServiceClient):
     """Request, inspect, list and cancel transfers over mutual TLS.
 
-    ``TransferClient(server_alias_or_url, certified_config_dir)`` or ``TransferClient(http=httpx_client)``.
+    ``TransferClient(server_alias_or_url, certified_config_dir)``, ``TransferClient(url, tls=ClientTLS(...))``
+    or ``TransferClient(http=httpx_client)``.
     """
 
     error = TransferAPIError
@@ -50,22 +90,15 @@ class TransferClient(ServiceClient):
     def __enter__(self) -> TransferClient:
         return self
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self._request(method, path, **kwargs).json()
-
     def request(self, config: str | Path | dict[str, Any], options: TransferOptions | dict[str, Any] | None = None,
                 *, idempotency_key: str | None = None) -> TransferView:
-        opts = options if isinstance(options, TransferOptions) else TransferOptions.model_validate(options or {})
-        body = {"config": load_request_config(config), "options": opts.model_dump(mode="json")}
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return TransferView.model_validate(self._call("POST", "/v1/transfers", json=body, headers=headers))
+        return self.send(TransferCalls.request(config, options, idempotency_key))
 
     def status(self, transfer_id: str) -> TransferView:
-        return TransferView.model_validate(self._call("GET", f"/v1/transfers/{transfer_id}"))
+        return self.send(TransferCalls.status(transfer_id))
 
     def list(self, state: TransferState | str | None = None) -> list[TransferView]:
-        params = {"state": str(state)} if state else {}
-        return TransferList.model_validate(self._call("GET", "/v1/transfers", params=params)).transfers
+        return self.send(TransferCalls.list(state))
 
     def wait(self, transfer_id: str, timeout: float = 60.0, interval: float = 0.5,
              states: frozenset[TransferState] = TERMINAL) -> TransferView:
@@ -79,7 +112,33 @@ class TransferClient(ServiceClient):
 
     def credentials(self, transfer_id: str) -> DataCredentials:
         """How to pull a transfer's data (for its owner and its readers): url, CA, a certificate made now."""
-        return DataCredentials.model_validate(self._call("GET", f"/v1/transfers/{transfer_id}/credentials"))
+        return self.send(TransferCalls.credentials(transfer_id))
 
     def cancel(self, transfer_id: str) -> TransferView:
-        return TransferView.model_validate(self._call("DELETE", f"/v1/transfers/{transfer_id}"))
+        return self.send(TransferCalls.cancel(transfer_id))
+
+
+class AsyncTransferClient(AsyncServiceClient):
+    """The asynchronous twin of :class:`TransferClient`, for event loops (Airflow triggers)."""
+
+    error = TransferAPIError
+
+    async def __aenter__(self) -> AsyncTransferClient:
+        return self
+
+    async def request(self, config: str | Path | dict[str, Any],
+                      options: TransferOptions | dict[str, Any] | None = None, *,
+                      idempotency_key: str | None = None) -> TransferView:
+        return await self.send(TransferCalls.request(config, options, idempotency_key))
+
+    async def status(self, transfer_id: str) -> TransferView:
+        return await self.send(TransferCalls.status(transfer_id))
+
+    async def list(self, state: TransferState | str | None = None) -> list[TransferView]:
+        return await self.send(TransferCalls.list(state))
+
+    async def credentials(self, transfer_id: str) -> DataCredentials:
+        return await self.send(TransferCalls.credentials(transfer_id))
+
+    async def cancel(self, transfer_id: str) -> TransferView:
+        return await self.send(TransferCalls.cancel(transfer_id))

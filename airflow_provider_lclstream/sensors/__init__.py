@@ -1,0 +1,1 @@
+"""Sensors: deferrable by default, poke mode too."""
