@@ -209,6 +209,10 @@ class NNGPushDataHandler(DataHandler):
         if self._socket is None:
             return
         try:
+            # from here on a hang-up is the receiver's answer to the end of this stream: one that hangs
+            # up as soon as it has this rank's end envelope confirms it as well as one that waits for
+            # the transport end marker
+            self._hung_up.clear()
             if self.config.envelope:
                 self._send(pack_end(rank=self.context.rank, nranks=self.context.nranks, sent=self.messages_sent))
                 log.info("rank %d: end of stream sent to %s after %d messages", self.context.rank, self.config.url,
@@ -244,10 +248,14 @@ class NNGPushDataHandler(DataHandler):
     def _confirm_end(self) -> None:
         """Send the transport end and wait for the receiver to hang up (it has then taken everything)."""
         assert self._socket is not None
-        self._hung_up.clear()
         # once the receiver hangs up, do not dial it again (a buffer would count a new producer)
         self._socket.reconnect_time_min = self._socket.reconnect_time_max = NO_REDIAL_MS
-        self._send(END_MARKER)
+        if not self._hung_up.is_set():
+            try:  # the last send was flushed, so the connection takes this at once, unless it is gone
+                self._socket.send(END_MARKER, block=False)
+            except pynng.TryAgain:
+                if not self._hung_up.is_set():  # still connected: wait for room as for any message
+                    self._send(END_MARKER)
         self.end_confirmed = self._hung_up.wait(self.config.close_timeout_s)
         self._log_confirmation()
 
