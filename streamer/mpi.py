@@ -9,7 +9,13 @@ whatever the run's final length.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import stat
+import struct
+import sys
+import termios
+import time
 from typing import Any
 
 OPEN_END = 1 << 62  # the stop of an open-ended share: more events than any run has
@@ -55,3 +61,33 @@ def stride_events(rank: int, nranks: int, limit: int | None = None) -> range:
 
 def is_open_ended(indices: range) -> bool:
     return indices.stop >= OPEN_END
+
+
+def unread_bytes(fd: int) -> int:
+    """Bytes written to the pipe ``fd`` that its reader has not read yet (0 for anything but a pipe)."""
+    try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return 0
+        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+    except OSError:
+        return 0
+
+
+def abort(comm: Any, code: int = 1, drain_timeout: float = 5.0) -> None:
+    """``MPI_Abort`` once the last lines this rank wrote have left its stdout/stderr pipes.
+
+    Under mpiexec a rank's output is a pipe read by the launcher's proxy, which an abort tears down at
+    once: the message saying why the job stopped was seen to be lost with it. So wait (bounded) until
+    the proxy has read what is in the pipes.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    deadline = time.monotonic() + drain_timeout
+    fds = [fd for fd in (1, 2) if unread_bytes(fd) > 0]
+    while fds and time.monotonic() < deadline:
+        time.sleep(0.01)
+        fds = [fd for fd in fds if unread_bytes(fd) > 0]
+    comm.Abort(code)

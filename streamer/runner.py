@@ -27,7 +27,7 @@ from streamer.base import (
     message_nbytes,
 )
 from streamer.config import StreamerConfig
-from streamer.mpi import is_open_ended, rank_and_size, split_events, stride_events, world_communicator
+from streamer.mpi import abort, is_open_ended, rank_and_size, split_events, stride_events, world_communicator
 from streamer.pipelines.items import EventItem, as_batch
 from streamer.progress import Progress
 from streamer.registry import lookup
@@ -184,7 +184,7 @@ def run_streamer(config: StreamerConfig, *, num_events: int | None = None, comm:
         except DeliveryError as exc:
             if comm is not None and nranks > 1:
                 log.error("rank %d: %s; stopping every rank", rank, exc)
-                comm.Abort(1)
+                abort(comm)
             raise
         except BaseException as exc:
             if comm is not None and nranks > 1:
@@ -192,7 +192,7 @@ def run_streamer(config: StreamerConfig, *, num_events: int | None = None, comm:
                     log.error("rank %d: %s; aborting the MPI job", rank, error_text(exc))
                 else:
                     log.exception("rank %d failed while streaming; aborting the MPI job", rank)
-                comm.Abort(1)
+                abort(comm)
             raise
     finally:
         chain.source.close()
