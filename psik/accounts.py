@@ -14,6 +14,7 @@ import os
 import pwd
 import stat
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -97,6 +98,24 @@ def popen_user(account: Account) -> dict[str, object]:
 def environment(account: Account) -> dict[str, str]:
     """The variables that say who a process is."""
     return {"HOME": account.home, "USER": account.name, "LOGNAME": account.name}
+
+
+# what a job for another account keeps of the service's environment: where programs are, the locale and
+# time zone, and where SLURM's configuration is; nothing else (the service's variables may hold its secrets)
+KEPT_VARIABLES = frozenset({"PATH", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SLURM_CONF"})
+
+
+def job_environment(account: Account, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a job's processes start from (``JobSpec.environment`` is added on top).
+
+    As the service's own account: the service's environment. As another account: only ``KEPT_VARIABLES``
+    and the locale's ``LC_*``, plus who the job is (``HOME``, ``USER``, ``LOGNAME``).
+    """
+    env = os.environ if environ is None else environ
+    if account.is_current:
+        return dict(env)
+    kept = {k: v for k, v in env.items() if k in KEPT_VARIABLES or k.startswith("LC_")}
+    return kept | environment(account)
 
 
 def blocking_folders(path: Path, account: Account) -> list[Path]:

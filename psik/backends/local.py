@@ -72,9 +72,7 @@ def kill_group(pgid: int, grace: float = CANCEL_GRACE) -> None:
 
 class LocalBackend:
     def start(self, job: JobDir, spec: JobSpec, jobndx: int, config: BackendConfig, account: Account) -> None:
-        env = {**os.environ, "PSIK_MPIRUN": config.mpirun or ""}
-        if not account.is_current:
-            env.update(accounts.environment(account))
+        env = {**accounts.job_environment(account), "PSIK_MPIRUN": config.mpirun or ""}
         try:
             with safefs.open_file(job.path, f"log/psik.{jobndx}", "a", create=True) as plog:
                 proc = subprocess.Popen(

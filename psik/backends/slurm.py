@@ -111,9 +111,10 @@ def submit_as(account: Account) -> list[str]:
     return [] if account.is_current else [f"--uid={account.uid}", f"--gid={account.gid}"]
 
 
-def _run(argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def _run(argv: list[str], stdin: str | None = None,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False,
-                          input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL)
+                          input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL, env=env)
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,9 @@ class SlurmBackend:
         script = render_script(job, spec, jobndx, config, account)
         safefs.write_text(job.path, f"slurm.{jobndx}.sh", script)  # kept for people; sbatch reads stdin
         try:
-            out = _run(["sbatch", "--parsable", *submit_as(account)], stdin=script)
+            # --export=ALL hands the job sbatch's own environment: another account gets none of the service's
+            out = _run(["sbatch", "--parsable", *submit_as(account)], stdin=script,
+                       env=accounts.job_environment(account))
         except (OSError, subprocess.TimeoutExpired) as exc:
             reach(job, jobndx, JobState.FAILED, f"sbatch could not run: {exc}")
             return

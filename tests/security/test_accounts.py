@@ -35,6 +35,9 @@ from tests.lclstream_api.harness import VENV_BIN, Service, env_with_venv, synthe
 from tests.psik.helpers import process_gone, psik_api, wait_for
 
 
+SERVICE_SECRET = "service-secret-4417"
+
+
 @dataclass
 class Site:
     root: Path
@@ -71,7 +74,8 @@ def site(slurm_cluster: SlurmCluster) -> Iterator[Site]:
             log = root / "psik-api.log"
             with pytest.MonkeyPatch.context() as mp:
                 mp.setenv("SLURM_CONF", slurm_cluster.env["SLURM_CONF"])  # the final cancel of unfinished jobs
-                with psik_api(cfg, pki.server_dir, log, env=slurm_cluster.env) as url:
+                env = {**slurm_cluster.env, "PSIK_SERVICE_SECRET": SERVICE_SECRET}  # the service's own, not a job's
+                with psik_api(cfg, pki.server_dir, log, env=env) as url:
                     pki.add_service_alias("psik", url)
                     yield Site(root, pki, users, prefix, log)
     finally:
@@ -97,6 +101,16 @@ def test_jobs_run_as_the_callers_account_in_a_folder_of_its_own(site: Site, back
         for name in dirnames + filenames:
             assert os.lstat(os.path.join(dirpath, name)).st_uid == alice.uid, name
     assert stat.S_IMODE(os.stat(site.prefix).st_mode) == 0o711 and os.stat(site.prefix).st_uid == 0
+
+
+@pytest.mark.parametrize("backend", ["default", "hpc"])
+def test_a_job_gets_none_of_the_services_environment(site: Site, backend: str) -> None:
+    script = 'echo "secret=${PSIK_SERVICE_SECRET:-unset} token=$TOKEN path=${PATH:+set}"\n'
+    with site.client("alice") as c:
+        rec = c.submit({"script": script, "backend": backend, "environment": {"TOKEN": "alices-7"}})
+        done = site.finished("alice", rec.jobid)
+        assert done.state is JobState.COMPLETED, done.info
+        assert c.logs(rec.jobid) == "secret=unset token=alices-7 path=set\n"
 
 
 def test_a_job_cannot_read_another_users_job_nor_the_service_keys(site: Site) -> None:
