@@ -34,7 +34,6 @@ from tests.fixtures.slurm import SlurmCluster
 from tests.lclstream_api.harness import VENV_BIN, Service, env_with_venv, synthetic_config
 from tests.psik.helpers import process_gone, psik_api, wait_for
 
-
 SERVICE_SECRET = "service-secret-4417"
 
 
