@@ -41,7 +41,8 @@ with DAG(
                             description="events per message"),
         "ranks": Param(1, type="integer", minimum=1, maximum=1024, title="Ranks", section="Compute",
                        description="MPI ranks of the producers"),
-        "consumer_command": Param("", type="string", maxLength=4096, title="Consumer command", section="Compute",
+        "consumer_command": Param(None, type=["null", "string"], maxLength=4096, title="Consumer command",
+                                  section="Compute",
                                   description="empty: the Variable lclstream_consumer_command; placeholders "
                                               "{transfer_id}, {server}, {out_dir}, {experiment}, {run}, ..."),
     },

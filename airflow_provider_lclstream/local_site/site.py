@@ -69,6 +69,8 @@ class SiteSettings(BaseModel):
         default_factory=lambda: ["alice"], description="people with an identity (certified names)")
     kafka: bool = Field(True, description="start a Kafka broker (unless kafka_bootstrap names one)")
     kafka_bootstrap: str | None = Field(None, description="host:port of an existing broker to use instead")
+    kafka_topic: str = Field("runs", pattern=r"^[A-Za-z0-9._-]{1,249}$",
+                             description="the run events' topic: the DAQ publishes to it, the DAGs' trigger reads it")
     psik: bool = Field(True, description="start Psik-API")
     lclstream: bool = Field(True, description="start LCLStream-API")
     lclstream_settings: dict[str, Any] = Field(default_factory=dict, description="LCLStream-API config overrides")
@@ -184,7 +186,12 @@ class LocalSite:
                                          "extra": {"certified_config": str(self.pki.dir(who[alias]))}}
         if self.kafka_bootstrap:
             conns["lclstream_kafka_default"] = {"conn_type": "lclstream_kafka", "host": self.kafka_bootstrap,
-                                                "extra": {"topic": "runs", "group_id": "airflow-lclstream"}}
+                                                "extra": {"topic": self.settings.kafka_topic,
+                                                          "group_id": "airflow-lclstream",
+                                                          # a broker of our own is new: read it all;
+                                                          # someone else's may hold old runs
+                                                          "auto_offset_reset": "earliest" if self._broker
+                                                          else "latest"}}
         return conns
 
     def dag_variables(self) -> dict[str, Any]:
@@ -198,6 +205,14 @@ class LocalSite:
     def data_root(self) -> Path:
         """Where the DAQ writes run directories (``lclstream-elog run --data-root``)."""
         return self.root / "runs"
+
+    def daq_argv(self, command: str, *args: str) -> list[str]:
+        """``lclstream-elog COMMAND ARGS`` as this site's DAQ (run with ``env("daq")``): the run records in
+        its ELog, the run files under ``runs/``, the run events on its Kafka topic."""
+        argv = [str(BIN / "lclstream-elog"), command, *args]
+        if command in ("run", "start", "stop"):
+            argv += ["--data-root", str(self.data_root), "--topic", self.settings.kafka_topic]
+        return argv
 
     # -- use -----------------------------------------------------------------------------------------
 

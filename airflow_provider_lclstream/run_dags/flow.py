@@ -228,7 +228,9 @@ class RunConsumerOperator(PsikJobOperator):
 
 
 def _xcom(context: Any, task: str, key: str) -> Any:
-    return context["ti"].xcom_pull(task_ids=f"{GROUP}.{task}", key=key)
+    """The XCom of ``task`` in this copy of the mapped group (the same map index as the caller)."""
+    ti = context["ti"]
+    return ti.xcom_pull(task_ids=f"{GROUP}.{task}", key=key, map_indexes=ti.map_index)
 
 
 def stream_run(wiring: DagWiring, *, idempotency_key: str | None = None, annotate_followed: bool = True) -> Any:
