@@ -162,6 +162,17 @@ class AirflowClient(ServiceClient):
                           headers={"Accept": "application/json"})
         return "\n".join(_log_line(item) for item in data.get("content", []))
 
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
+        """A task's XCom value; None while it has none."""
+        try:
+            entry = self._json("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
+                               params={"map_index": map_index, "deserialize": "true"})
+        except AirflowError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return entry.get("value")
+
     # variables -------------------------------------------------------------------------------------
 
     def set_variable(self, key: str, value: Any, description: str | None = None) -> None:
