@@ -39,23 +39,27 @@ class SettingsError(ValueError):
     """A Variable holds a value the DAGs cannot use; the message names the Variable and says why."""
 
 
+CONN_ID = r"^[A-Za-z0-9_.-]{1,250}$"
+
+
 class DagWiring(BaseModel):
     """Read when the DAG files are parsed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kafka_conn_id: str = Field("lclstream_kafka_default", min_length=1,
+    kafka_conn_id: str = Field("lclstream_kafka_default", pattern=CONN_ID,
                                description="the lclstream_kafka connection of the run events (its topic and "
                                            "consumer group are in the connection)")
-    lclstream_conn_id: str = Field("lclstream_default", min_length=1,
+    lclstream_conn_id: str = Field("lclstream_default", pattern=CONN_ID,
                                    description="the lclstream connection: LCLStream-API, and the identity that "
                                                "requests (owns) the transfers")
-    psik_conn_id: str = Field("psik_default", min_length=1,
+    psik_conn_id: str = Field("psik_default", pattern=CONN_ID,
                               description="the psik connection: Psik-API at the HPC side, and the identity the "
                                           "consumer jobs run as")
-    elog_conn_id: str = Field("elog_default", min_length=1,
+    elog_conn_id: str = Field("elog_default", pattern=CONN_ID,
                               description="the elog connection: where runs are read and annotated")
-    instrument: str | None = Field(None, description="only runs of this instrument fire the DAGs (default: all)")
+    instrument: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,32}$",
+                                   description="only runs of this instrument fire the DAGs (default: all)")
     experiment: str | None = Field(None, description="only experiments matching this pattern, e.g. mfx* "
                                                      "(default: all)")
 
