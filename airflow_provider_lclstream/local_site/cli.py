@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--kafka-bootstrap", metavar="HOST:PORT", help="use this Kafka broker instead of starting one")
     up.add_argument("--no-kafka", action="store_true", help="no Kafka broker")
     up.add_argument("--no-airflow", action="store_true", help="no Airflow")
+    up.add_argument("--no-elog", action="store_true", help="no ELog service")
     up.add_argument("--airflow-password", help="the Airflow UI password (default: a random one, printed)")
     up.add_argument("--json", action="store_true", help="print site.json instead of the summary")
     up.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
@@ -98,7 +99,8 @@ def up(args: argparse.Namespace) -> int:
             return _invalid(exc, "--airflow-")
         try:
             settings = SiteSettings(root=args.root or Path(tmp), users=args.users or ["alice"],
-                                    kafka=not args.no_kafka, kafka_bootstrap=args.kafka_bootstrap, airflow=airflow)
+                                    kafka=not args.no_kafka, kafka_bootstrap=args.kafka_bootstrap, airflow=airflow,
+                                    elog=not args.no_elog)
         except ValidationError as exc:
             return _invalid(exc, "--")
         site = LocalSite(settings)
