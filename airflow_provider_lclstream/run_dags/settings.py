@@ -103,7 +103,6 @@ class StreamSettings(BaseModel):
                                                description="the consumer job's resources (Psi-k; duration in minutes)")
     consumer_environment: dict[str, str] = Field(default_factory=dict,
                                                  description="environment of the consumer job, e.g. CERTIFIED_CONFIG")
-    run_timeout: float = Field(86400.0, gt=0, description="seconds a DAG run waits for a run's stream to end")
 
     @field_validator("detectors")
     @classmethod

@@ -137,3 +137,9 @@ def test_a_template_the_streamer_refuses_names_the_field(tmp_path: Path) -> None
     template.write_text("source_identifier: {{ run_event.no_such_field }}\n")
     with pytest.raises(PlanError, match="no_such_field"):
         plan_run(event(), settings(lclstream_streamer_config=str(template)), DAGS)
+
+
+def test_the_readme_documents_every_variable() -> None:
+    readme = (DAGS.parent / "README.md").read_text()
+    for name, _default, _meaning in variables_table(StreamSettings) + variables_table(DagWiring):
+        assert f"| `{name}` |" in readme, f"README: no row for the Variable {name}"
