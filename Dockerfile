@@ -24,13 +24,15 @@ COPY certified ./certified
 COPY lclstream_api ./lclstream_api
 COPY elog ./elog
 COPY examples ./examples
-# (the DAGs of dags/ are copied into /opt/airflow/dags, the DAGs folder, with the DAGs themselves)
+# the run DAGs and their streamer config template, in Airflow's DAGs folder
+COPY dags /opt/airflow/dags
 # psycopg2 is Airflow's driver for the Postgres metadata database of docker-compose.yaml
 RUN pip install . "psycopg2-binary>=2.9" \
     && useradd --create-home --uid 50000 --gid 0 lclstream \
-    && mkdir -p /opt/airflow/dags /etc/lclstream/airflow /var/lib/lclstream \
-       /etc/lclstream/pki/airflow /etc/lclstream/pki/lclstream-api /etc/lclstream/pki/psik-api /etc/lclstream/pki/elog \
-    && chown -R lclstream:0 /opt/airflow /etc/lclstream /var/lib/lclstream
+    && mkdir -p /opt/airflow/dags /etc/lclstream/airflow /var/lib/lclstream /data/runs \
+       /etc/lclstream/pki/airflow /etc/lclstream/pki/hpc /etc/lclstream/pki/daq \
+       /etc/lclstream/pki/lclstream-api /etc/lclstream/pki/psik-api /etc/lclstream/pki/elog \
+    && chown -R lclstream:0 /opt/airflow /etc/lclstream /var/lib/lclstream /data
 
 USER lclstream
 ENTRYPOINT ["/usr/bin/tini", "--"]

@@ -9,9 +9,10 @@ STAMP  := $(VENV)/.installed
 export LCLSTREAM_CACHE ?= $(CURDIR)/.cache
 
 # command:Debian package pairs; a package is installed only when its command is missing
-APT_NEEDS := java:default-jre-headless mvn:maven slurmctld:slurm-wlm slurmd:slurm-wlm sbatch:slurm-client munged:munge chromium:chromium setfacl:acl
+KAFKA_NEEDS := java:default-jre-headless mvn:maven
+APT_NEEDS := $(KAFKA_NEEDS) slurmctld:slurm-wlm slurmd:slurm-wlm sbatch:slurm-client munged:munge chromium:chromium setfacl:acl
 
-.PHONY: test demo demo-streamer venv lint apt clean
+.PHONY: test demo demo-transfer demo-streamer venv lint apt apt-kafka clean
 
 $(STAMP): pyproject.toml
 	@echo "== creating $(VENV) with $$($(PYTHON) --version)"
@@ -24,8 +25,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-apt:
-	@missing=""; for pair in $(APT_NEEDS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+apt-kafka: NEEDS = $(KAFKA_NEEDS)
+apt: NEEDS = $(APT_NEEDS)
+apt apt-kafka:
+	@missing=""; for pair in $(NEEDS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || case " $$missing " in *" $$pkg "*) ;; *) missing="$$missing $$pkg";; esac; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "== installing Debian packages as root:$$missing (slurm-wlm and munge enable their system services; the tests start their own daemons)"; \
@@ -39,7 +42,10 @@ lint: venv
 test: venv apt lint
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest
 
-demo: venv
+demo: venv apt-kafka
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m airflow_provider_lclstream.local_site.demo
+
+demo-transfer: venv
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m lclstream_api.demo
 
 demo-streamer: venv

@@ -34,8 +34,18 @@ def default_deferrable() -> bool:
     return True
 
 
+def resolved_later(value: Any) -> bool:
+    """True for an ``XComArg`` or a mapped task group's argument: Airflow resolves it when the task runs."""
+    from airflow.sdk.definitions._internal.mixins import ResolveMixin
+
+    return isinstance(value, ResolveMixin)
+
+
 def templated(value: Any) -> bool:
-    """True when ``value`` (or anything inside it) still holds a Jinja expression."""
+    """True when ``value`` (or anything inside it) still holds a Jinja expression, an ``XComArg`` or a
+    mapped task group's argument: values known only when the task runs, so checked then."""
+    if resolved_later(value):
+        return True
     if isinstance(value, str):
         return "{{" in value or "{%" in value
     if isinstance(value, dict):

@@ -46,18 +46,24 @@ SERVICE_FORM = {"hidden-fields": ["schema", "login", "password"], "relabeling": 
                 "placeholders": {"host": "https://lclstream.example.org:8443", "port": "(part of the URL)"}}
 
 
+def _service_form(url: str) -> dict[str, Any]:
+    return {**SERVICE_FORM, "placeholders": {**SERVICE_FORM["placeholders"], "host": url}}
+
+
 def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-lclstream",
         "name": "LCLStream",
         "description": "Stream detector data from facility beamlines into HPC jobs while the run is taking data: "
-                       "run events from Kafka, transfers through LCLStream-API, jobs through Psik-API.",
+                       "run events from Kafka, transfers through LCLStream-API, jobs through Psik-API, "
+                       "results noted on the run in the ELog.",
         "versions": [__version__],
         "integrations": [{"integration-name": INTEGRATION, "tags": ["service"]}],
         "hooks": [{"integration-name": INTEGRATION, "python-modules": [
-            f"{PACKAGE}.hooks.lclstream", f"{PACKAGE}.hooks.psik", f"{PACKAGE}.hooks.run_events"]}],
+            f"{PACKAGE}.hooks.lclstream", f"{PACKAGE}.hooks.psik", f"{PACKAGE}.hooks.run_events",
+            f"{PACKAGE}.hooks.elog"]}],
         "operators": [{"integration-name": INTEGRATION, "python-modules": [
-            f"{PACKAGE}.operators.transfer", f"{PACKAGE}.operators.psik"]}],
+            f"{PACKAGE}.operators.transfer", f"{PACKAGE}.operators.psik", f"{PACKAGE}.operators.elog"]}],
         "sensors": [{"integration-name": INTEGRATION, "python-modules": [
             f"{PACKAGE}.sensors.buffer", f"{PACKAGE}.sensors.run_event"]}],
         "triggers": [{"integration-name": INTEGRATION, "python-modules": [
@@ -66,7 +72,11 @@ def get_provider_info() -> dict[str, Any]:
             {"connection-type": "lclstream", "hook-class-name": f"{PACKAGE}.hooks.lclstream.LCLStreamHook",
              "hook-name": "LCLStream-API", "conn-fields": SERVICE_FIELDS, "ui-field-behaviour": SERVICE_FORM},
             {"connection-type": "psik", "hook-class-name": f"{PACKAGE}.hooks.psik.PsikHook",
-             "hook-name": "Psik-API", "conn-fields": SERVICE_FIELDS, "ui-field-behaviour": SERVICE_FORM},
+             "hook-name": "Psik-API", "conn-fields": SERVICE_FIELDS,
+             "ui-field-behaviour": _service_form("https://login1.example.org:8445")},
+            {"connection-type": "elog", "hook-class-name": f"{PACKAGE}.hooks.elog.ElogHook",
+             "hook-name": "LCLStream ELog", "conn-fields": SERVICE_FIELDS,
+             "ui-field-behaviour": _service_form("https://elog.example.org:8446")},
             {"connection-type": "lclstream_kafka", "hook-class-name": f"{PACKAGE}.hooks.run_events.RunEventsHook",
              "hook-name": "LCLStream run events (Kafka)",
              "conn-fields": {

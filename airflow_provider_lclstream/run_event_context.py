@@ -87,7 +87,7 @@ class RunEventTemplating:
                                    seen_oids: set[int]) -> None:
         if parent is self and "run_event" not in context:
             given = self.run_event
-            if isinstance(given, str) and templated(given):
+            if templated(given):  # Jinja text, an XComArg, or a mapped task group's argument
                 given = self.render_template(given, context, jinja_env, seen_oids)  # type: ignore[attr-defined]
             self.run_event = given
             try:

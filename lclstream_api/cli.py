@@ -5,6 +5,7 @@
     lclstream pull ID [--server ALIAS] --out DIR   fetches this caller's data credentials, then pulls;
                                                    exit 0 only if every producer's sequence is complete
     lclstream pull URL [--cert C --key K --ca CA]  a stream by its URL, with your own files for tls+tcp
+    lclstream pull ID --summary-json -    ... and what was received as one JSON line on stdout (for jobs)
     lclstream get cfg.yaml --out DIR      request + pull (+ cancel on Ctrl-C)
 
 Exit codes: 0 success, 1 incomplete stream or service error, 2 bad input, 3 conflict (an
@@ -72,6 +73,9 @@ def _receive_args(p: argparse.ArgumentParser) -> None:
                    help="parallel connections to the buffer (2 keeps large messages flowing back to back)")
     p.add_argument("--shared", action="store_true",
                    help="other consumers share this stream: exit 0 at a clean end even if this one saw a part")
+    p.add_argument("--summary-json", metavar="FILE", default=None,
+                   help="also write what was received as one JSON object (messages, events, bytes, complete, "
+                        "gaps, first and last message time) to FILE; '-': one line on standard output")
     p.add_argument("--cert", help="p256 certificate for a tls+tcp stream pulled by URL")
     p.add_argument("--key", help="private key for a tls+tcp stream pulled by URL")
     p.add_argument("--ca", help="CA certificate for a tls+tcp stream pulled by URL")
@@ -147,8 +151,20 @@ def _print_view(view: TransferView) -> None:
     print(json.dumps(view.model_dump(mode="json"), indent=2))
 
 
-def _report(receiver: Receiver, shared: bool) -> int:
+def _write_summary(summary: dict, target: str | None, transfer_id: str | None) -> None:
+    if target is None:
+        return
+    text = json.dumps({"transfer_id": transfer_id, **summary}, separators=(",", ":"))
+    if target == "-":
+        print(text, flush=True)
+    else:
+        Path(target).write_text(text + "\n")
+
+
+def _report(receiver: Receiver, shared: bool, summary_json: str | None = None,
+            transfer_id: str | None = None) -> int:
     summary = receiver.summary()
+    _write_summary(summary, summary_json, transfer_id)
     markers = len(receiver.ledger.expected)  # the producer ranks whose end-of-rank marker arrived
     print(f"received {summary['messages']} data messages and {markers} end-of-rank marker{'s' * (markers != 1)} "
           f"(a buffer counts both: {summary['messages'] + markers} messages), {summary['events']} events, "
@@ -192,7 +208,7 @@ def _pull(args: argparse.Namespace) -> int:
         url, tls = target, _tls(args)
     receiver = pull(url, args.out, idle_timeout=args.wait, tls=tls, interruptible=True,
                     connections=args.connections)
-    return _report(receiver, args.shared)
+    return _report(receiver, args.shared, args.summary_json, None if "://" in target else target)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -219,7 +235,7 @@ def _run(args: argparse.Namespace) -> int:
                 api.cancel(view.id)
                 print(f"interrupted: transfer {view.id} canceled", file=sys.stderr)
                 return EXIT_INTERRUPTED
-            code = _report(receiver, args.shared)
+            code = _report(receiver, args.shared, args.summary_json, view.id)
             print(f"transfer {view.id}: {api.status(view.id).state}", file=sys.stderr)
             return code
     with _client(args) as api:

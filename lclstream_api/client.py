@@ -62,6 +62,15 @@ class TransferCalls:
         return Call("POST", "/v1/transfers", _view, json=body, headers=headers)
 
     @staticmethod
+    def request_or_find(config: str | Path | dict[str, Any], options: TransferOptions | dict[str, Any] | None = None,
+                        idempotency_key: str | None = None) -> Call[tuple[TransferView, bool]]:
+        """The same request; its answer says whether it made the transfer (201) or found the one an earlier
+        request with this idempotency key made (200)."""
+        call = TransferCalls.request(config, options, idempotency_key)
+        return Call(call.method, call.path, lambda r: (_view(r), r.status_code == 201), json=call.json,
+                    headers=call.headers)
+
+    @staticmethod
     def status(transfer_id: str) -> Call[TransferView]:
         return Call("GET", f"/v1/transfers/{transfer_id}", _view)
 
@@ -93,6 +102,13 @@ class TransferClient(ServiceClient):
     def request(self, config: str | Path | dict[str, Any], options: TransferOptions | dict[str, Any] | None = None,
                 *, idempotency_key: str | None = None) -> TransferView:
         return self.send(TransferCalls.request(config, options, idempotency_key))
+
+    def request_or_find(self, config: str | Path | dict[str, Any],
+                        options: TransferOptions | dict[str, Any] | None = None, *,
+                        idempotency_key: str | None = None) -> tuple[TransferView, bool]:
+        """Like ``request``; also says whether this call made the transfer (False: an earlier request with
+        the same idempotency key did, and this is that transfer)."""
+        return self.send(TransferCalls.request_or_find(config, options, idempotency_key))
 
     def status(self, transfer_id: str) -> TransferView:
         return self.send(TransferCalls.status(transfer_id))

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,8 @@ class Receiver:
     timed_out: bool = False
     interruptible: bool = False
     connections: int = 1
+    first_message_at: float | None = None  # time.time() when the first data message arrived
+    last_message_at: float | None = None
 
     def __iter__(self) -> Iterator[tuple[Envelope, memoryview]]:
         try:
@@ -114,6 +117,9 @@ class Receiver:
                 self.ledger.record(env)
                 if env.kind is MessageKind.END:
                     continue
+                self.last_message_at = time.time()
+                if self.first_message_at is None:
+                    self.first_message_at = self.last_message_at
                 self.messages += 1
                 self.events += env.count
                 self.bytes += len(message)
@@ -134,7 +140,9 @@ class Receiver:
     def summary(self) -> dict[str, Any]:
         return {"url": self.url, "messages": self.messages, "events": self.events, "bytes": self.bytes,
                 "malformed": self.malformed, "end_of_stream": self.ended, "timed_out": self.timed_out,
-                "complete": self.complete(), "gaps": self.ledger.describe_gaps()}
+                "complete": self.complete(), "gaps": self.ledger.describe_gaps(),
+                "end_markers": len(self.ledger.expected), "first_message_at": self.first_message_at,
+                "last_message_at": self.last_message_at}
 
 
 def pull(url: str, out_dir: Path | None = None, *, idle_timeout: float = 120.0, tls: Security = None,

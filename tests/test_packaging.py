@@ -61,6 +61,37 @@ def test_docker_compose_service_configs_are_valid() -> None:
     assert settings.port_pool.start == 20000
     psik = validate(PsikConfig, yaml.safe_load(compose["configs"]["psik"]["content"]), "compose psik config")
     assert set(psik.backends) == {"default"}
+    assert set(psik.accounts or {}) == set(settings.accounts or {}) == {"airflow", "hpc"}
+
+
+def test_docker_compose_elog_config_is_valid(tmp_path: Path) -> None:
+    from elog.settings import load_settings as load_elog
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+    path = tmp_path / "elog.yaml"
+    path.write_text(compose["configs"]["elog"]["content"])
+    elog = load_elog(path)
+    assert elog.writers == ["daq"] and elog.listen == "https://0.0.0.0:8446"
+
+
+def test_docker_compose_gives_airflow_a_connection_for_every_hook_and_the_dags() -> None:
+    import json
+
+    from airflow_provider_lclstream.get_provider_info import get_provider_info
+    from airflow_provider_lclstream.run_dags.settings import DagWiring, StreamSettings, read_settings
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+    env = compose["services"]["airflow-scheduler"]["environment"]
+    conns = {k: json.loads(v) for k, v in env.items() if k.startswith("AIRFLOW_CONN_")}
+    wiring = DagWiring()
+    for conn_id in (wiring.kafka_conn_id, wiring.lclstream_conn_id, wiring.psik_conn_id, wiring.elog_conn_id):
+        assert f"AIRFLOW_CONN_{conn_id.upper()}" in conns
+    assert {c["conn_type"] for c in conns.values()} == {
+        t["connection-type"] for t in get_provider_info()["connection-types"]}
+    variables = {k.removeprefix("AIRFLOW_VAR_").lower(): v for k, v in env.items() if k.startswith("AIRFLOW_VAR_")}
+    settings = read_settings(StreamSettings, get=variables.get)  # the run DAGs' own model takes them
+    assert settings.consumer_environment == {"CERTIFIED_CONFIG": "/etc/lclstream/pki/hpc"}
+    assert "COPY dags /opt/airflow/dags" in (ROOT / "Dockerfile").read_text()
 
 
 COMPOSE_SERVICES = {"kafka", "postgres", "airflow-api-server", "airflow-scheduler", "airflow-dag-processor",

@@ -37,6 +37,12 @@ class LCLStreamHook(ServiceHook[TransferClient, AsyncTransferClient]):
                 *, idempotency_key: str | None = None) -> TransferView:
         return self.get_conn().request(config, options, idempotency_key=idempotency_key)
 
+    def request_or_find(self, config: str | Path | dict[str, Any],
+                        options: TransferOptions | dict[str, Any] | None = None, *,
+                        idempotency_key: str | None = None) -> tuple[TransferView, bool]:
+        """The transfer, and whether this request made it (False: an earlier one with the same key did)."""
+        return self.get_conn().request_or_find(config, options, idempotency_key=idempotency_key)
+
     def status(self, transfer_id: str) -> TransferView:
         return self.get_conn().status(transfer_id)
 

@@ -1,7 +1,8 @@
-"""The base of the hooks for this project's HTTPS services (LCLStream-API, Psik-API).
+"""The base of the hooks for this project's HTTPS services (LCLStream-API, Psik-API, the ELog).
 
 A hook turns its Airflow connection into that service's own client library (``TransferClient``,
-``PsikClient``) and, for triggers, into its asynchronous twin; it adds no behaviour of its own.
+``PsikClient``, ``ElogClient``) and, for triggers, into its asynchronous twin where the service has one;
+it adds no behaviour of its own.
 
 The connection: ``host`` is the service's https URL (or a host name, with ``port``), or a certified
 service alias when ``certified_config`` names an identity folder on the workers. Mutual TLS comes
@@ -72,7 +73,7 @@ class ServiceHook(BaseHook, Generic[C, A]):
     conn_type: ClassVar[str]
     hook_name: ClassVar[str]
     client_class: ClassVar[type[ServiceClient]]
-    async_client_class: ClassVar[type[AsyncServiceClient]]
+    async_client_class: ClassVar[type[AsyncServiceClient] | None] = None  # None: the service has no async client
 
     def __init__(self, conn_id: str | None = None) -> None:
         super().__init__()
@@ -91,6 +92,8 @@ class ServiceHook(BaseHook, Generic[C, A]):
 
     async def aget_conn(self) -> A:
         """A new asynchronous client (the caller closes it); nothing here blocks the event loop."""
+        if self.async_client_class is None:
+            raise TypeError(f"{type(self).__name__}: {self.hook_name} has no asynchronous client; use get_conn()")
         endpoint = endpoint_from(await self.aget_connection(self.conn_id))
         # loading certificates reads files and may write a private temporary folder: off the loop
         return await asyncio.to_thread(endpoint.async_client, self.async_client_class)  # type: ignore[arg-type]

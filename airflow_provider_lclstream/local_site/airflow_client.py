@@ -3,8 +3,8 @@
 It logs in through the simple auth manager's ``POST /auth/token`` and sends the token as a bearer;
 errors become ``AirflowError`` with Airflow's own explanation (``certified.service_client`` is the
 base, as for every other service's client). Only what the site needs: trigger a DAG run with ``conf``,
-wait for a DAG run (bounded), read a task's log, create an asset event and list the DAG runs an
-asset event created.
+wait for a DAG run (bounded), read a task's log, set a Variable, create an asset event and list the DAG
+runs an asset event created.
 
     with AirflowClient.login("http://127.0.0.1:8080", "admin", password) as api:
         api.wait_dag("lclstream_manual", timeout=120)
@@ -161,6 +161,39 @@ class AirflowClient(ServiceClient):
                           params={"full_content": "true", "map_index": map_index},
                           headers={"Accept": "application/json"})
         return "\n".join(_log_line(item) for item in data.get("content", []))
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
+        """A task's XCom value; None while it has none."""
+        try:
+            entry = self._json("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
+                               params={"map_index": map_index, "deserialize": "true"})
+        except AirflowError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return entry.get("value")
+
+    # variables -------------------------------------------------------------------------------------
+
+    def set_variable(self, key: str, value: Any, description: str | None = None) -> None:
+        """Create or replace the Variable ``key``; a dict or list is stored as JSON text."""
+        text = value if isinstance(value, str) else json.dumps(value)
+        body = {"key": key, "value": text, "description": description}
+        try:
+            self._request("PATCH", f"/variables/{key}", json=body)
+        except AirflowError as exc:
+            if exc.status != 404:
+                raise
+            self._request("POST", "/variables", json=body)
+
+    def variable(self, key: str) -> str | None:
+        """The Variable's text, None when there is no such Variable."""
+        try:
+            return self._json("GET", f"/variables/{key}")["value"]
+        except AirflowError as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     # assets ----------------------------------------------------------------------------------------
 

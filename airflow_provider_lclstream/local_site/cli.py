@@ -2,6 +2,8 @@
 
 ``lclstream-site pki DIR``: only the PKI, for a deployment (``docker-compose.yaml`` runs it once).
 
+``lclstream-site demo``: the whole system and one live run through it (``make demo``; see ``demo.py``).
+
 Prints one line per piece as it comes up, then a short summary (Airflow UI address and login, service
 URLs, how to act as a user); ``--json`` prints ``site.json`` instead. Exit 2 on bad arguments, 1 when a
 piece fails to start (with the tail of its log), 0 after a clean stop.
@@ -41,9 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--kafka-bootstrap", metavar="HOST:PORT", help="use this Kafka broker instead of starting one")
     up.add_argument("--no-kafka", action="store_true", help="no Kafka broker")
     up.add_argument("--no-airflow", action="store_true", help="no Airflow")
+    up.add_argument("--no-elog", action="store_true", help="no ELog service")
     up.add_argument("--airflow-password", help="the Airflow UI password (default: a random one, printed)")
     up.add_argument("--json", action="store_true", help="print site.json instead of the summary")
     up.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    sub.add_parser("demo", add_help=False,
+                   help="the whole system and one live run through it (make demo; lclstream-site demo --help)")
     pki = sub.add_parser("pki", help="only make the site's PKI in DIR (for a deployment; nothing if DIR has one)")
     pki.add_argument("dir", type=Path, metavar="DIR")
     pki.add_argument("--service", action="append", default=[], metavar="ALIAS=URL", required=True,
@@ -94,7 +99,8 @@ def up(args: argparse.Namespace) -> int:
             return _invalid(exc, "--airflow-")
         try:
             settings = SiteSettings(root=args.root or Path(tmp), users=args.users or ["alice"],
-                                    kafka=not args.no_kafka, kafka_bootstrap=args.kafka_bootstrap, airflow=airflow)
+                                    kafka=not args.no_kafka, kafka_bootstrap=args.kafka_bootstrap, airflow=airflow,
+                                    elog=not args.no_elog)
         except ValidationError as exc:
             return _invalid(exc, "--")
         site = LocalSite(settings)
@@ -138,6 +144,11 @@ def make_pki(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["demo"]:
+        from airflow_provider_lclstream.local_site.demo import main as demo
+
+        return demo(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "pki":
         return make_pki(args)

@@ -3,8 +3,6 @@
 One function per service writes the config the service's own settings model accepts, starts the
 program on 127.0.0.1 and returns once it accepts connections. Stopping a service also cancels the
 Psi-k jobs it left running (buffers, mpiexec ranks, consumer jobs), so nothing outlives the site.
-
-The ELog service (``lclstream-elog serve``) arrives with its own branch: ``start_elog`` is its place.
 """
 
 from __future__ import annotations
@@ -108,6 +106,14 @@ def start_lclstream_api(folder: Path, certified_dir: Path, port: int, env: dict[
     return SiteService.launch("lclstream-api", argv, folder, port, env, config.psik_config(), timeout)
 
 
-def start_elog(folder: Path, certified_dir: Path, port: int, env: dict[str, str]) -> SiteService:
-    """The ELog service: its place in the site, filled when branch ``elog`` (issue 11) lands."""
-    raise NotImplementedError("the ELog service is not part of this build yet (it arrives with issue 11)")
+def start_elog(folder: Path, certified_dir: Path, port: int, env: dict[str, str],
+               writers: list[str] | None = None, timeout: float = 90.0) -> SiteService:
+    """The ELog service (``lclstream-elog serve``): run records in ``folder/elog.sqlite``; ``writers`` (the
+    DAQ's identity) may open and close runs, everyone introduced may read and annotate them."""
+    from elog.settings import load_settings
+
+    path = _write_yaml(folder / "elog.yaml", {"listen": f"https://127.0.0.1:{port}", "database": "elog.sqlite",
+                                              "certified_config": str(certified_dir), "writers": writers or []})
+    load_settings(path)  # the service's own model: a bad setting fails here, naming the field
+    argv = [str(BIN / "lclstream-elog"), "serve", "--config", str(path)]
+    return SiteService.launch("lclstream-elog", argv, folder, port, env, None, timeout)

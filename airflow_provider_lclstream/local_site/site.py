@@ -3,11 +3,17 @@
 What it brings up, in order (each piece can be left out, Kafka can be an existing broker):
 
 1. a certified PKI (``pki/``): an identity for every service and every user, each user introduced to
-   every service under its own name (``airflow`` is the identity Airflow's workers use);
+   every service under its own name. Besides the people (``users``) there are ``airflow`` (Airflow's
+   workers: they request transfers and annotate runs), ``hpc`` (the HPC side: Airflow submits the
+   consumer jobs to Psik-API as ``hpc``, and those jobs pull their data as ``hpc``) and ``daq`` (the
+   DAQ, the one writer of the ELog's run records);
 2. Kafka (``elog.broker``), or the broker named by ``kafka_bootstrap``;
 3. Psik-API (``psik/``) and LCLStream-API (``lclstream/``), jobs on the local Psi-k backend;
-4. the ELog service: its place is kept (``elog`` setting), it arrives with issue 11;
-5. Airflow (``airflow/``): api-server, scheduler, dag-processor and triggerer, see ``airflow.py``.
+4. the ELog service (``elog/``);
+5. Airflow (``airflow/``): api-server, scheduler, dag-processor and triggerer, see ``airflow.py``, with
+   a connection to each service (``lclstream_default``, ``psik_default``, ``elog_default``,
+   ``lclstream_kafka_default``) and the Variables the run DAGs of ``dags/`` need on this machine
+   (the consumer's identity folder, where its data lands: ``data/``).
 
 ``stop()`` stops everything it started, in reverse order, with every descendant process, also when
 start-up fails half-way and at interpreter exit; ``site.json`` in the folder says what runs where.
@@ -47,6 +53,8 @@ from certified.config import NAME_PATTERN
 
 log = logging.getLogger("lclstream.site")
 AIRFLOW_IDENTITY = "airflow"
+HPC_IDENTITY = "hpc"
+DAQ_IDENTITY = "daq"
 # alias -> certified identity name of the service
 SERVICE_IDENTITIES = {"psik": "psik-api", "lclstream": "lclstream-api", "elog": "elog"}
 
@@ -61,10 +69,12 @@ class SiteSettings(BaseModel):
         default_factory=lambda: ["alice"], description="people with an identity (certified names)")
     kafka: bool = Field(True, description="start a Kafka broker (unless kafka_bootstrap names one)")
     kafka_bootstrap: str | None = Field(None, description="host:port of an existing broker to use instead")
+    kafka_topic: str = Field("runs", pattern=r"^[A-Za-z0-9._-]{1,249}$",
+                             description="the run events' topic: the DAQ publishes to it, the DAGs' trigger reads it")
     psik: bool = Field(True, description="start Psik-API")
     lclstream: bool = Field(True, description="start LCLStream-API")
     lclstream_settings: dict[str, Any] = Field(default_factory=dict, description="LCLStream-API config overrides")
-    elog: bool = Field(False, description="start the ELog service (not in this build yet)")
+    elog: bool = Field(True, description="start the ELog service (the identity daq is its writer)")
     airflow: AirflowSettings | None = Field(default_factory=AirflowSettings, description="None: no Airflow")
     key_type: str = Field("ed25519", pattern="^(ed25519|p256)$", description="key type of every identity")
 
@@ -118,7 +128,7 @@ class LocalSite:
         os.chmod(self.root, 0o700)
         self._ports = {alias: free_port() for alias in self._wanted_services()}
         t = time.monotonic()
-        users = [*s.users, AIRFLOW_IDENTITY] if s.airflow is not None else list(s.users)
+        users = self.identities()
         self.pki = SitePki.create(self.root / "pki", {a: (SERVICE_IDENTITIES[a], self.url(a)) for a in self._ports},
                                   users, key_type=s.key_type)  # type: ignore[arg-type]
         self._timed("pki", t)
@@ -140,14 +150,69 @@ class LocalSite:
                 kwargs = {"settings": {"accounts": accounts, **(s.lclstream_settings or {})}}
             elif alias == "psik":
                 kwargs = {"accounts": accounts}
+            elif alias == "elog":
+                kwargs = {"writers": [DAQ_IDENTITY]}
             self.services[alias] = starters[alias](self.root / alias, service_dir, port, env, **kwargs)
             self._timed(alias, t)
         if s.airflow is not None:
             t = time.monotonic()
-            self.airflow = AirflowInstance(self.root / "airflow", s.airflow, self.env(AIRFLOW_IDENTITY))
+            airflow = s.airflow.model_copy(update={
+                "connections": {**self.airflow_connections(), **s.airflow.connections},
+                "variables": {**self.dag_variables(), **s.airflow.variables}})
+            self.airflow = AirflowInstance(self.root / "airflow", airflow, self.env(AIRFLOW_IDENTITY))
             self.airflow.start()
             self._timed("airflow", t)
             self.timings.update({f"airflow_{k}": v for k, v in self.airflow.timings.items()})
+
+    def identities(self) -> list[str]:
+        """Every identity of the PKI: the people, then airflow and hpc (with Airflow), daq (with the ELog)."""
+        s = self.settings
+        names = list(s.users)
+        if s.airflow is not None:
+            names += [AIRFLOW_IDENTITY, HPC_IDENTITY]
+        if s.elog:
+            names.append(DAQ_IDENTITY)
+        return list(dict.fromkeys(names))
+
+    def airflow_connections(self) -> dict[str, dict[str, Any]]:
+        """Airflow's connection to each piece of the site (as ``AIRFLOW_CONN_*``): the services by their
+        certified alias with an identity folder (``airflow``; Psik-API as ``hpc``), Kafka by address."""
+        assert self.pki is not None
+        conns: dict[str, dict[str, Any]] = {}
+        who = {"lclstream": AIRFLOW_IDENTITY, "psik": HPC_IDENTITY, "elog": AIRFLOW_IDENTITY}
+        conn_types = {"lclstream": "lclstream", "psik": "psik", "elog": "elog"}
+        for alias in self._ports:
+            conns[f"{alias}_default"] = {"conn_type": conn_types[alias], "host": alias,
+                                         "extra": {"certified_config": str(self.pki.dir(who[alias]))}}
+        if self.kafka_bootstrap:
+            conns["lclstream_kafka_default"] = {"conn_type": "lclstream_kafka", "host": self.kafka_bootstrap,
+                                                "extra": {"topic": self.settings.kafka_topic,
+                                                          "group_id": "airflow-lclstream",
+                                                          # a broker of our own is new: read it all;
+                                                          # someone else's may hold old runs
+                                                          "auto_offset_reset": "earliest" if self._broker
+                                                          else "latest"}}
+        return conns
+
+    def dag_variables(self) -> dict[str, Any]:
+        """The Variables of the run DAGs (``dags/``) that differ on this machine from their defaults: the
+        consumer jobs present the ``hpc`` identity and write their data under ``data/``."""
+        assert self.pki is not None
+        return {"lclstream_consumer_environment": {"CERTIFIED_CONFIG": str(self.pki.dir(HPC_IDENTITY))},
+                "lclstream_consumer_out_dir": str(self.root / "data" / "{experiment}" / "r{run:04d}")}
+
+    @property
+    def data_root(self) -> Path:
+        """Where the DAQ writes run directories (``lclstream-elog run --data-root``)."""
+        return self.root / "runs"
+
+    def daq_argv(self, command: str, *args: str) -> list[str]:
+        """``lclstream-elog COMMAND ARGS`` as this site's DAQ (run with ``env("daq")``): the run records in
+        its ELog, the run files under ``runs/``, the run events on its Kafka topic."""
+        argv = [str(BIN / "lclstream-elog"), command, *args]
+        if command in ("run", "start", "stop"):
+            argv += ["--data-root", str(self.data_root), "--topic", self.settings.kafka_topic]
+        return argv
 
     # -- use -----------------------------------------------------------------------------------------
 
@@ -159,12 +224,15 @@ class LocalSite:
         return env
 
     def env(self, user: str) -> dict[str, str]:
-        """Environment for a user's commands: their identity ($CERTIFIED_CONFIG), LCLSTREAM_SERVER, Kafka."""
+        """Environment for a user's commands: their identity ($CERTIFIED_CONFIG), LCLSTREAM_SERVER,
+        LCLSTREAM_ELOG and the Kafka broker (so ``lclstream-elog run`` as ``daq`` takes a run)."""
         if self.pki is None:
             raise RuntimeError("the site is not started")
         env = {**self.base_env(), "CERTIFIED_CONFIG": str(self.pki.user_dir(user))}
         if "lclstream" in self._ports:
             env["LCLSTREAM_SERVER"] = "lclstream"
+        if "elog" in self._ports:
+            env["LCLSTREAM_ELOG"] = "elog"
         return env
 
     def description(self) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from airflow_provider_lclstream.arguments import (
     check_model,
     check_positive,
     default_deferrable,
+    resolved_later,
     task_name,
     templated,
     wait_here,
@@ -64,7 +65,7 @@ class PsikJobOperator(RunEventTemplating, BaseOperator):
         name = task_name(self)
         if isinstance(spec, JobSpec):
             spec = spec.model_dump(mode="json", exclude_none=True)
-        if not isinstance(spec, dict):
+        if not isinstance(spec, dict) and not resolved_later(spec):
             raise ArgumentError(f"{name}: spec: a JobSpec or a dict, got {type(spec).__name__}")
         if not templated(spec):
             check_model(JobSpec, spec, "spec", name)

@@ -2,8 +2,8 @@
 
 Submit on the worker, wait in a trigger (the shape of the official dbt-cloud operator): ``execute``
 requests the transfer (idempotently: the key defaults to the run's ``experiment/run``, so a
-re-delivered run_start starts no second transfer), pushes ``transfer_id`` and ``url`` to XCom at
-once, then returns when the awaited state is reached, defers to :class:`TransferTrigger` (the
+re-delivered run_start starts no second transfer), pushes ``transfer_id``, ``url`` and ``created``
+(False when an earlier request with the same key made the transfer) to XCom at once, then returns when the awaited state is reached, defers to :class:`TransferTrigger` (the
 default) or, with ``deferrable=False``, waits on the worker. The task succeeds only on the awaited
 state; a failed or canceled transfer fails it with the service's reason and the last log lines.
 Its return value (XCom) is the transfer's summary: id, url, messages and bytes delivered, duration,
@@ -34,6 +34,7 @@ from airflow_provider_lclstream.arguments import (
     check_model,
     check_positive,
     default_deferrable,
+    resolved_later,
     task_name,
     templated,
     wait_here,
@@ -48,7 +49,7 @@ from lclstream_api.client import TransferAPIError, load_request_config
 from lclstream_api.models import TransferOptions
 from streamer.config import ConfigError, load_config
 
-WAIT_FOR = ("streaming", "completed")
+WAIT_FOR = ("starting", "streaming", "completed")
 
 
 def transfer_outcome(event: dict[str, Any], log: Any) -> dict[str, Any]:
@@ -74,7 +75,8 @@ class LCLStreamTransferOperator(RunEventTemplating, BaseOperator):
     :param run_event: the run this transfer is for (a dict, e.g. mapped from ``run_events``); default:
         the run event that triggered the DAG run, if any.
     :param lclstream_conn_id: the ``lclstream`` connection.
-    :param wait_for: ``completed`` (default) or ``streaming``.
+    :param wait_for: ``completed`` (default), ``streaming``, or ``starting`` (return once the transfer's jobs
+        are submitted: a consumer started then is ready when the producers begin).
     :param deferrable: wait in the triggerer (default, unless ``[operators] default_deferrable`` says no).
     :param poll_interval: seconds between two looks at the transfer while waiting.
     :param cancel_on_kill: cancel the transfer when the task is killed (default True).
@@ -88,11 +90,11 @@ class LCLStreamTransferOperator(RunEventTemplating, BaseOperator):
     def __init__(self, *, config: str | dict[str, Any], options: TransferOptions | dict[str, Any] | None = None,
                  idempotency_key: str | None = None, run_event: dict[str, Any] | str | None = None,
                  lclstream_conn_id: str = LCLStreamHook.default_conn_name,
-                 wait_for: Literal["streaming", "completed"] = "completed", deferrable: bool | None = None,
+                 wait_for: Literal["starting", "streaming", "completed"] = "completed", deferrable: bool | None = None,
                  poll_interval: float = 2.0, cancel_on_kill: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         name = task_name(self)
-        if not isinstance(config, str | dict):
+        if not isinstance(config, str | dict) and not resolved_later(config):
             raise ArgumentError(f"{name}: config: a template file name, YAML text or a dict, "
                                 f"got {type(config).__name__}")
         if isinstance(config, dict) and not templated(config):
@@ -102,7 +104,7 @@ class LCLStreamTransferOperator(RunEventTemplating, BaseOperator):
                 raise ArgumentError(f"{name}: config: {exc}") from None
         if isinstance(options, TransferOptions):
             options = options.model_dump(mode="json", exclude_unset=True)
-        if options is not None and not isinstance(options, dict):
+        if options is not None and not isinstance(options, dict) and not resolved_later(options):
             raise ArgumentError(f"{name}: options: a dict of transfer options, got {type(options).__name__}")
         if options and not templated(options):
             check_model(TransferOptions, options, "options", name)
@@ -135,16 +137,17 @@ class LCLStreamTransferOperator(RunEventTemplating, BaseOperator):
             key = event.key
         hook = LCLStreamHook(self.lclstream_conn_id)
         try:
-            view = hook.request(self._streamer_config(), options, idempotency_key=key)
+            view, created = hook.request_or_find(self._streamer_config(), options, idempotency_key=key)
         except TransferAPIError as exc:
             if transient(exc):  # busy (429) or broken for now (5xx): a retry of the task may succeed
                 raise AirflowException(f"LCLStream-API could not take the transfer now: {exc}") from None
             raise AirflowFailException(f"LCLStream-API refused the transfer: {exc}") from None
         self.transfer_id = view.id
-        self.log.info("transfer %s (%s) for %s: data at %s", view.id, view.state.value, key or "no idempotency key",
-                      view.url)
+        self.log.info("transfer %s (%s) for %s: data at %s%s", view.id, view.state.value, key or "no idempotency key",
+                      view.url, "" if created else " (made earlier by a request with the same idempotency key)")
         context["ti"].xcom_push(key="transfer_id", value=view.id)
         context["ti"].xcom_push(key="url", value=view.url)
+        context["ti"].xcom_push(key="created", value=created)
         condition = TransferCondition(state=self.wait_for)
         verdict = condition.check(view)
         if verdict.done:

@@ -27,11 +27,11 @@ def test_airflow_lists_the_provider(tmp_path: Path) -> None:
     assert ours and ours[0]["version"] == "0.1.0"
     info = json.loads(airflow(tmp_path, "providers", "get", "airflow-provider-lclstream", "--full", "-o", "json"))[0]
     types = {c["connection-type"]: c for c in info["connection-types"]}
-    assert set(types) == {"lclstream", "psik", "lclstream_kafka"}
+    assert set(types) == {"lclstream", "psik", "elog", "lclstream_kafka"}
     assert types["lclstream"]["conn-fields"]["client_key"]["schema"]["format"] == "password"
     assert "ui-field-behaviour" in types["lclstream_kafka"]
     hooks = airflow(tmp_path, "providers", "hooks", "-o", "json")
-    for name in ("LCLStreamHook", "PsikHook", "RunEventsHook"):
+    for name in ("LCLStreamHook", "PsikHook", "RunEventsHook", "ElogHook"):
         assert "airflow_provider_lclstream.hooks." in hooks and name in hooks
     triggers = airflow(tmp_path, "providers", "triggers", "-o", "json")
     assert "airflow_provider_lclstream.triggers.run_events" in triggers

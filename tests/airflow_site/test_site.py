@@ -18,6 +18,8 @@ import pytest
 from airflow_provider_lclstream.local_site import LocalSite, SiteSettings
 from airflow_provider_lclstream.local_site.processes import alive
 from elog.broker import round_trip
+from elog.client import ElogClient
+from elog.records import RunOpen
 from lclstream_api.client import TransferClient
 from lclstream_api.settings import SettingsError
 from psik.client import PsikClient
@@ -52,14 +54,18 @@ def test_whole_site_serves_every_identity_and_ctrl_c_stops_every_process(tmp_pat
     seen: dict[int, float] = {}
     try:
         site = read_json_document(proc, STARTUP_TIMEOUT)
-        assert set(site["services"]) == {"psik", "lclstream"}
-        assert set(site["users"]) == {"alice", "airflow"}
-        for name in ("alice", "airflow"):  # each identity reaches each service, known by its own name
+        assert set(site["services"]) == {"psik", "lclstream", "elog"}
+        assert set(site["users"]) == {"alice", "airflow", "hpc", "daq"}
+        for name in ("alice", "airflow", "hpc"):  # each identity reaches each service, known by its own name
             with PsikClient("psik", site["users"][name]) as psik:
                 job = psik.submit({"name": "site-check", "script": "sleep 600"})
                 assert job.owner == name
             with TransferClient("lclstream", site["users"][name]) as transfers:
                 assert transfers.list() == []
+        with ElogClient("elog", site["users"]["daq"]) as elog:  # the DAQ writes run records, others read them
+            elog.open_run(RunOpen(instrument="MFX", experiment="sitecheck", run_dir="/tmp/sitecheck/r0001"))
+        with ElogClient("elog", site["users"]["alice"]) as elog:
+            assert [r.key for r in elog.runs()] == ["sitecheck/1"]
         round_trip(site["kafka_bootstrap"], timeout=60)
         import httpx
 
@@ -67,7 +73,7 @@ def test_whole_site_serves_every_identity_and_ctrl_c_stops_every_process(tmp_pat
         assert {health[p]["status"] for p in ("scheduler", "triggerer", "dag_processor")} == {"healthy"}
         parent = psutil.Process(proc.pid)
         seen = {p.pid: p.create_time() for p in [parent, *parent.children(recursive=True)]}
-        assert len(seen) > 8  # Kafka's JVM, two services, four Airflow components and their workers
+        assert len(seen) > 9  # Kafka's JVM, three services, four Airflow components and their workers
         ports = [int(s["url"].rsplit(":", 1)[1]) for s in site["services"].values()]
 
         proc.send_signal(signal.SIGINT)

@@ -41,7 +41,7 @@ def test_good_arguments_build(dag: Any) -> None:
     (lambda: LCLStreamTransferOperator(task_id="t", config=synthetic_config(), options={"colour": "red"}),
      "options.colour: Extra inputs are not permitted"),
     (lambda: LCLStreamTransferOperator(task_id="t", config=synthetic_config(), wait_for="done"),
-     "wait_for: must be one of ['completed', 'streaming'], got 'done'"),
+     "wait_for: must be one of ['completed', 'starting', 'streaming'], got 'done'"),
     (lambda: LCLStreamTransferOperator(task_id="t", config={"event_source": {"type": "Nope"}}),
      "config: config is not a valid streamer config"),
     (lambda: LCLStreamTransferOperator(task_id="t", config=42), "config: a template file name"),
