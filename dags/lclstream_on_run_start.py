@@ -21,23 +21,6 @@ Configuration: Airflow connections and Variables `lclstream_*` (see the README).
 
 from pathlib import Path
 
-from airflow.sdk import DAG
+from airflow_provider_lclstream.run_dags.flow import run_event_dag
 
-from airflow_provider_lclstream.run_dags.flow import (
-    plan_triggering_runs,
-    read_wiring,
-    report_refused,
-    run_asset,
-    stream_run,
-    sweep,
-)
-
-wiring = read_wiring()
-run_starts = run_asset("run_start", wiring)
-
-with DAG("lclstream_on_run_start", schedule=[run_starts], doc_md=__doc__, tags=["lclstream"], max_active_runs=32,
-         default_args={"retries": 0}):
-    plans = plan_triggering_runs(wiring, Path(__file__).parent)
-    stream_run(wiring, annotate_followed=False).expand_kwargs(plans)
-    plans >> report_refused(wiring)
-    sweep(run_starts)
+dag = run_event_dag("lclstream_on_run_start", "run_start", doc=__doc__, dags_folder=Path(__file__).parent, annotate_followed=False)

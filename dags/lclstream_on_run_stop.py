@@ -13,23 +13,6 @@ Fired by the facility's `run_stop` events on Kafka (the asset `lclstream_run_sto
 
 from pathlib import Path
 
-from airflow.sdk import DAG
+from airflow_provider_lclstream.run_dags.flow import run_event_dag
 
-from airflow_provider_lclstream.run_dags.flow import (
-    plan_triggering_runs,
-    read_wiring,
-    report_refused,
-    run_asset,
-    stream_run,
-    sweep,
-)
-
-wiring = read_wiring()
-run_stops = run_asset("run_stop", wiring)
-
-with DAG("lclstream_on_run_stop", schedule=[run_stops], doc_md=__doc__, tags=["lclstream"], max_active_runs=32,
-         default_args={"retries": 0}):
-    plans = plan_triggering_runs(wiring, Path(__file__).parent)
-    stream_run(wiring, annotate_followed=True).expand_kwargs(plans)
-    plans >> report_refused(wiring)
-    sweep(run_stops)
+dag = run_event_dag("lclstream_on_run_stop", "run_stop", doc=__doc__, dags_folder=Path(__file__).parent, annotate_followed=True)

@@ -36,7 +36,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from airflow.sdk import Asset, AssetWatcher, BaseHook, get_current_context, task, task_group
+from airflow.sdk import DAG, Asset, AssetWatcher, BaseHook, get_current_context, task, task_group
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_provider_lclstream.hooks.elog import ElogHook
@@ -233,6 +233,18 @@ def _xcom(context: Any, task: str, key: str) -> Any:
     return ti.xcom_pull(task_ids=f"{GROUP}.{task}", key=key, map_indexes=ti.map_index)
 
 
+def _cancel_unless_ended(hook: LCLStreamHook | PsikHook, ident: str, what: str) -> None:
+    """Cancel a transfer or job that has not ended yet (a task of its run's stream failed); log either way."""
+    try:
+        if not hook.status(ident).state.terminal:
+            hook.cancel(ident)
+            log.warning("%s %s canceled: a task of this run's stream failed", what, ident)
+    except Exception as exc:
+        log.error("%s %s not canceled: %s", what, ident, exc)
+    finally:
+        hook.close()
+
+
 def stream_run(wiring: DagWiring, *, idempotency_key: str | None = None, annotate_followed: bool = True) -> Any:
     """The mapped task group that streams one run (see the module's docstring).
 
@@ -245,25 +257,9 @@ def stream_run(wiring: DagWiring, *, idempotency_key: str | None = None, annotat
     def cancel_rest(**context: Any) -> None:
         transfer_id, job_id = _xcom(context, "transfer", "transfer_id"), _xcom(context, "consumer", "job_id")
         if transfer_id:
-            hook = LCLStreamHook(wiring.lclstream_conn_id)
-            try:
-                if not hook.status(transfer_id).state.terminal:
-                    hook.cancel(transfer_id)
-                    log.warning("transfer %s canceled: a task of this run's stream failed", transfer_id)
-            except Exception as exc:
-                log.error("transfer %s not canceled: %s", transfer_id, exc)
-            finally:
-                hook.close()
+            _cancel_unless_ended(LCLStreamHook(wiring.lclstream_conn_id), transfer_id, "transfer")
         if job_id:
-            psik = PsikHook(wiring.psik_conn_id)
-            try:
-                if not psik.status(job_id).state.terminal:
-                    psik.cancel(job_id)
-                    log.warning("consumer job %s canceled: a task of this run's stream failed", job_id)
-            except Exception as exc:
-                log.error("consumer job %s not canceled: %s", job_id, exc)
-            finally:
-                psik.close()
+            _cancel_unless_ended(PsikHook(wiring.psik_conn_id), job_id, "consumer job")
 
     @task(task_id="outcome", trigger_rule="all_done", multiple_outputs=True, retries=0,
           map_index_template="{{ run_key }}")
@@ -393,3 +389,19 @@ def sweep(asset: Asset) -> Any:
         context["outlet_events"][asset].extra = {"sweep": True, "waiting": waiting}
 
     return sweep_task()
+
+
+def run_event_dag(dag_id: str, kind: Literal["run_start", "run_stop"], *, doc: str | None, dags_folder: Path,
+                  annotate_followed: bool) -> DAG:
+    """A DAG fired by the facility's run events of one kind: each run among a DAG run's events is planned and
+    streamed by a mapped ``stream`` group, runs that cannot be planned are noted on their record, and ``sweep``
+    brings a DAG run to events Airflow's asset queue left waiting."""
+    wiring = read_wiring()
+    runs = run_asset(kind, wiring)
+    with DAG(dag_id, schedule=[runs], doc_md=doc, tags=["lclstream"], max_active_runs=32,
+             default_args={"retries": 0}) as dag:
+        plans = plan_triggering_runs(wiring, dags_folder)
+        stream_run(wiring, annotate_followed=annotate_followed).expand_kwargs(plans)
+        plans >> report_refused(wiring)
+        sweep(runs)
+    return dag
