@@ -160,7 +160,8 @@ class ConsumerThread:
         while not self.stopping.is_set():
             self._run_commands(consumer)
             batches = consumer.poll(timeout_ms=POLL_MS)
-            if time.monotonic() >= next_check:
+            # records mean the broker is back: say so before they are handed on, not at the next check
+            if time.monotonic() >= next_check or (batches and not self.state.startswith("connected")):
                 self._check_connection(consumer, time.monotonic() - created)
                 next_check = time.monotonic() + STATE_CHECK_S
             for records in batches.values():
