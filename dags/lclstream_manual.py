@@ -24,6 +24,7 @@ with DAG(
     doc_md=__doc__,
     tags=["lclstream"],
     default_args={"retries": 0},
+    is_paused_upon_creation=False,
     params={
         "experiment": Param(type="string", pattern=NAME, title="Experiment", section="Run",
                             description="the experiment, as in the ELog (e.g. mfxp1001121)"),

@@ -399,7 +399,7 @@ def run_event_dag(dag_id: str, kind: Literal["run_start", "run_stop"], *, doc: s
     wiring = read_wiring()
     runs = run_asset(kind, wiring)
     with DAG(dag_id, schedule=[runs], doc_md=doc, tags=["lclstream"], max_active_runs=32,
-             default_args={"retries": 0}) as dag:
+             default_args={"retries": 0}, is_paused_upon_creation=False) as dag:  # live from deployment on
         plans = plan_triggering_runs(wiring, dags_folder)
         stream_run(wiring, annotate_followed=annotate_followed).expand_kwargs(plans)
         plans >> report_refused(wiring)

@@ -29,6 +29,7 @@ def test_the_three_dags_and_their_tasks(dags: dict[str, DAG]) -> None:
     for dag_id in ("lclstream_on_run_start", "lclstream_on_run_stop"):
         assert [t.task_id for t in dags[dag_id].tasks] == ["runs", *GROUP_TASKS, "report_refused", "sweep"]
     assert [t.task_id for t in dags["lclstream_manual"].tasks] == ["runs", *GROUP_TASKS]
+    assert all(dag.is_paused_upon_creation is False for dag in dags.values())  # live once deployed, any config
     dag = dags["lclstream_on_run_start"]
     assert dag.task_dict["stream.consumer"].psik_conn_id == "psik_s3df"  # from the Variable
     assert dag.task_dict["stream.cancel_rest"].trigger_rule == "one_failed"
