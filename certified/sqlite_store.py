@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -45,3 +45,14 @@ class SQLiteStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def _matching(self, select: str, equal: Mapping[str, object], then: str = "",
+                  then_args: Sequence[object] = ()) -> list[str]:
+        """The first column of ``select`` (``SELECT column FROM table``) for the rows whose columns equal
+        each value of ``equal`` that is not None (None: any), followed by ``then`` (ORDER BY, LIMIT ...).
+        Column names come from the code, never from a request."""
+        wanted = {column: value for column, value in equal.items() if value is not None}
+        where = " WHERE " + " AND ".join(f"{column} = ?" for column in wanted) if wanted else ""
+        with self._lock:
+            rows = self._db.execute(f"{select}{where} {then}", [*wanted.values(), *then_args]).fetchall()
+        return [row[0] for row in rows]

@@ -78,17 +78,11 @@ class RunStore(SQLiteStore):
     def list(self, experiment: str | None = None, state: RunState | None = None,
              limit: int = 1000) -> list[RunRecord]:
         """Runs, the last opened first (optionally of one experiment, in one state)."""
-        query, args = "SELECT record FROM runs WHERE 1=1", []
-        if experiment is not None:
-            query += " AND experiment = ?"
-            args.append(experiment)
-        if state is not None:
-            query += " AND state = ?"
-            args.append(state.value)
-        with self._lock:
-            rows = self._db.execute(query + " ORDER BY rowid DESC LIMIT ?",
-                                    [*args, limit]).fetchall()
-            return [self._record(row[0]) for row in rows]
+        with self._lock:  # the records and their annotations as of one moment
+            texts = self._matching("SELECT record FROM runs", {"experiment": experiment,
+                                                                "state": state.value if state else None},
+                                   "ORDER BY rowid DESC LIMIT ?", [limit])
+            return [self._record(text) for text in texts]
 
     def open_run(self, request: RunOpen, opened_by: str) -> RunRecord:
         with self._write() as db:

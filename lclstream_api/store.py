@@ -85,16 +85,9 @@ class TransferStore(SQLiteStore):
         return (TransferRecord.model_validate_json(row[0]), row[1]) if row else None
 
     def list(self, owner: str | None = None, state: TransferState | None = None) -> list[TransferRecord]:
-        query, args = "SELECT record FROM transfers WHERE 1=1", []
-        if owner is not None:
-            query += " AND owner = ?"
-            args.append(owner)
-        if state is not None:
-            query += " AND state = ?"
-            args.append(state.value)
-        with self._lock:
-            rows = self._db.execute(query + " ORDER BY created", args).fetchall()
-        return [TransferRecord.model_validate_json(r[0]) for r in rows]
+        texts = self._matching("SELECT record FROM transfers",
+                               {"owner": owner, "state": state.value if state else None}, "ORDER BY created")
+        return [TransferRecord.model_validate_json(text) for text in texts]
 
     def active(self, owner: str | None = None) -> list[TransferRecord]:
         """Transfers not yet in a terminal state (optionally of one owner)."""
