@@ -106,3 +106,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+def answer_with_status(app: FastAPI, statuses: Mapping[type[Exception], int]) -> None:
+    """Answer each exception type with its HTTP status and the exception's text as the detail."""
+    from fastapi import Request
+
+    for kind, status in statuses.items():
+        async def answer(_request: Request, exc: Exception, status: int = status) -> JSONResponse:
+            return error_response(status, str(exc))
+
+        app.add_exception_handler(kind, answer)

@@ -15,9 +15,8 @@ import logging
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse
 
-from certified.api_errors import error_response, install_error_handlers
+from certified.api_errors import answer_with_status, install_error_handlers
 from certified.fastapi import Caller, caller
 from elog.events import NAME_PATTERN
 from elog.records import MAX_RUN, Annotation, AnnotationIn, RunClose, RunList, RunOpen, RunRecord, RunState
@@ -47,13 +46,7 @@ def create_app(store: RunStore, writers: list[str]) -> FastAPI:
 
     as_writer = Depends(writer)  # a default, not an annotation: annotations are strings and cannot see locals
 
-    @app.exception_handler(RunNotFound)
-    async def _not_found(_request: Request, exc: RunNotFound) -> JSONResponse:
-        return error_response(404, str(exc))
-
-    @app.exception_handler(RunConflict)
-    async def _conflict(_request: Request, exc: RunConflict) -> JSONResponse:
-        return error_response(409, str(exc))
+    answer_with_status(app, {RunNotFound: 404, RunConflict: 409})
 
     @app.get("/runs", response_model=RunList, summary="Runs, newest first")
     def list_runs(_who: Who, experiment: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,

@@ -23,7 +23,13 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict
 
-from certified.api_errors import error_response, field_error, install_error_handlers, quoted
+from certified.api_errors import (
+    answer_with_status,
+    error_response,
+    field_error,
+    install_error_handlers,
+    quoted,
+)
 from certified.fastapi import Caller, caller
 from psik import accounts, safefs
 from psik.accounts import NoAccount
@@ -107,18 +113,7 @@ def create_app(config: PsikConfig) -> FastAPI:
                   description="One folder per job; local and SLURM backends; signed state callbacks.")
     app.state.manager = manager
     install_error_handlers(app)
-
-    @app.exception_handler(JobNotFound)
-    async def _not_found(request: Request, exc: JobNotFound) -> JSONResponse:
-        return error_response(404, str(exc))
-
-    @app.exception_handler(PathEscape)
-    async def _escape(request: Request, exc: PathEscape) -> JSONResponse:
-        return error_response(400, str(exc))
-
-    @app.exception_handler(BackendForbidden)
-    async def _forbidden(request: Request, exc: BackendForbidden) -> JSONResponse:
-        return error_response(403, str(exc))
+    answer_with_status(app, {JobNotFound: 404, PathEscape: 400, BackendForbidden: 403, TransitionRefused: 409})
 
     @app.exception_handler(UnknownBackend)
     async def _unknown_backend(request: Request, exc: UnknownBackend) -> JSONResponse:
@@ -138,10 +133,6 @@ def create_app(config: PsikConfig) -> FastAPI:
     async def _unreachable(request: Request, exc: Unreachable) -> JSONResponse:
         log.error("%s", exc)
         return error_response(503, f"this service is misconfigured: {exc}")
-
-    @app.exception_handler(TransitionRefused)
-    async def _conflict(request: Request, exc: TransitionRefused) -> JSONResponse:
-        return error_response(409, str(exc))
 
     @app.get("/v1/backends", response_model=list[BackendInfo])
     def backends(who: Who) -> list[BackendInfo]:
