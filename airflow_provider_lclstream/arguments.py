@@ -55,6 +55,11 @@ def templated(value: Any) -> bool:
     return False
 
 
+def unset(value: Any) -> bool:
+    """An argument left out: None, or what an unset template renders to ("" or "None")."""
+    return value in (None, "", "None")
+
+
 def check_model(model: type[M], value: Any, argument: str, task: str) -> M:
     """``value`` validated as ``model``; a ValidationError becomes one ArgumentError naming the field
     (``argument.field``; with ``argument=""`` the model's fields are the task's own arguments)."""

@@ -18,7 +18,7 @@ from typing import Any
 from jinja2 import StrictUndefined
 from pydantic import ValidationError
 
-from airflow_provider_lclstream.arguments import templated
+from airflow_provider_lclstream.arguments import templated, unset
 from elog.events import RunEvent
 
 
@@ -58,12 +58,18 @@ def run_events(context: Any) -> list[dict[str, Any]]:
     return list(found.values())
 
 
+def event_payload(event: RunEvent) -> dict[str, Any]:
+    """A run event as tasks, templates and TriggerEvents (so asset events' ``payload``) see it: its JSON
+    form plus its key."""
+    return {**event.model_dump(mode="json"), "key": event.key}
+
+
 def context_run_event(context: Any, given: Any = None) -> RunEvent | None:
     """The run event of this task: ``given`` if set, else the one that triggered the DAG run, else None.
 
     Raises RunEventArgumentError when several run events triggered the DAG run and none was given.
     """
-    if given not in (None, "", "None"):
+    if not unset(given):
         return as_run_event(given)
     events = run_events(context)
     if len(events) > 1:
@@ -95,5 +101,5 @@ class RunEventTemplating:
             except RunEventArgumentError as exc:  # an error only if a template of this task uses run_event
                 context["run_event"] = StrictUndefined(hint=str(exc), name="run_event")
             else:
-                context["run_event"] = {**event.model_dump(mode="json"), "key": event.key} if event else None
+                context["run_event"] = event_payload(event) if event else None
         super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)  # type: ignore[misc]

@@ -20,7 +20,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from pydantic import ValidationError
 
-from airflow_provider_lclstream.arguments import ArgumentError, check_model, task_name, templated
+from airflow_provider_lclstream.arguments import ArgumentError, check_model, task_name, templated, unset
 from airflow_provider_lclstream.hooks.elog import ElogHook
 from airflow_provider_lclstream.run_event_context import RunEventTemplating, context_run_event
 from airflow_provider_lclstream.triggers.polling import transient
@@ -65,13 +65,13 @@ class ElogAnnotateOperator(RunEventTemplating, BaseOperator):
     def _target(self, context: Any) -> tuple[str, int]:
         """The experiment and run to annotate: the arguments, else the run event's."""
         experiment, run = self.experiment, self.run
-        if experiment in (None, "", "None") or run in (None, "", "None"):
+        if unset(experiment) or unset(run):
             event = context_run_event(context, self.run_event)
             if event is None:
                 raise AirflowFailException(f"{task_name(self)}: no run to annotate: give experiment and run, "
                                            "or run the task for a run event")
-            experiment = experiment if experiment not in (None, "", "None") else event.experiment
-            run = run if run not in (None, "", "None") else event.run
+            experiment = event.experiment if unset(experiment) else experiment
+            run = event.run if unset(run) else run
         try:
             return str(experiment), int(run)  # type: ignore[arg-type]
         except (TypeError, ValueError):

@@ -30,6 +30,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict
 
 from airflow_provider_lclstream.run_dags.settings import StreamSettings
+from airflow_provider_lclstream.run_event_context import event_payload
 from elog.events import RunEvent
 from lclstream_api.models import TransferOptions
 from streamer.config import ConfigError, load_config
@@ -127,7 +128,7 @@ def render_config(template: Path, event: RunEvent, settings: StreamSettings, det
               "batch_size": settings.batch_size, "idle_timeout": settings.live_idle_timeout}
     env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
     try:
-        rendered = env.from_string(text).render(run_event={**event.model_dump(mode="json"), "key": event.key},
+        rendered = env.from_string(text).render(run_event=event_payload(event),
                                                 stream=stream)
         data = yaml.safe_load(rendered)
     except (TemplateError, yaml.YAMLError) as exc:
@@ -175,7 +176,7 @@ def plan_run(event: RunEvent, settings: StreamSettings, dags_folder: Path, *, ow
     detectors = pick_detectors(settings.detectors, event.detectors, event.key, strict)
     config = render_config(template_path(settings, dags_folder), event, settings, detectors)
     out_dir = fill(settings.consumer_out_dir, event, "lclstream_consumer_out_dir")
-    return RunPlan(run_event={**event.model_dump(mode="json"), "key": event.key}, config=config,
+    return RunPlan(run_event=event_payload(event), config=config,
                    options=transfer_options(settings, owner, reader),
                    consumer_script=consumer_script(settings.consumer_command, event, settings, out_dir),
                    consumer_backend=settings.consumer_backend, consumer_resources=dict(settings.consumer_resources),

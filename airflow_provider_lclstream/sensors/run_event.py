@@ -18,17 +18,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from pydantic import ValidationError
 
-from airflow_provider_lclstream.arguments import ArgumentError, default_deferrable, task_name
+from airflow_provider_lclstream.arguments import (
+    ArgumentError,
+    check_model,
+    default_deferrable,
+    task_name,
+    unset,
+)
 from airflow_provider_lclstream.hooks.run_events import RunEventsHook
 from airflow_provider_lclstream.run_event_context import (
     RunEventArgumentError,
     RunEventTemplating,
     context_run_event,
+    event_payload,
 )
 from airflow_provider_lclstream.triggers.run_event_stream import find_event
-from airflow_provider_lclstream.triggers.run_events import RunEventTrigger, event_payload, parse_since
+from airflow_provider_lclstream.triggers.run_events import RunEventTrigger, parse_since
 from elog.events import RunEventFilter
 
 EARLY = timedelta(minutes=1)  # a run's events are read from a little before its start (clock skew)
@@ -60,11 +66,7 @@ class RunEventSensor(RunEventTemplating, BaseSensorOperator):
                  deferrable: bool | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         name = task_name(self)
-        try:
-            RunEventFilter(kinds=list(kinds), instrument=instrument)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise ArgumentError(f"{name}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        check_model(RunEventFilter, {"kinds": list(kinds), "instrument": instrument}, "", name)
         self.experiment = experiment
         self.run = run
         self.kinds = list(kinds)
@@ -86,8 +88,8 @@ class RunEventSensor(RunEventTemplating, BaseSensorOperator):
             event = None  # the run is named; ``since`` falls back to ``lookback``
         experiment, run = self.experiment, self.run
         if experiment is None and event is not None:
-            experiment, run = event.experiment, event.run if run in (None, "", "None") else run
-        if run in ("", "None"):
+            experiment, run = event.experiment, event.run if unset(run) else run
+        if unset(run):
             run = None
         try:
             number = None if run is None else int(run)

@@ -26,19 +26,15 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 from airflow.triggers.shared_stream import AdvanceItem, AdvanceOutcome
-from pydantic import ValidationError
 
+from airflow_provider_lclstream.arguments import check_model
 from airflow_provider_lclstream.hooks.run_events import RunEventsHook
+from airflow_provider_lclstream.run_event_context import event_payload
 from airflow_provider_lclstream.triggers.run_event_stream import RunEventRecord, RunEventStream
 from elog.events import RunEvent, RunEventFilter
 
 CLASSPATH = "airflow_provider_lclstream.triggers.run_events.RunEventTrigger"
 SHARED_STREAM = "lclstream-run-events"
-
-
-def event_payload(event: RunEvent) -> dict[str, Any]:
-    """What a TriggerEvent (and so an asset event's ``payload``) carries: the run event as JSON + its key."""
-    return {**event.model_dump(mode="json"), "key": event.key}
 
 
 def parse_since(since: str | None) -> datetime | None:
@@ -80,11 +76,8 @@ class RunEventTrigger(BaseEventTrigger):
         self.topic = topic
         self.group_id = group_id
         self.since = since
-        try:
-            self.filter = RunEventFilter(kinds=self.kinds, instrument=instrument, experiment=experiment)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise ValueError(f"RunEventTrigger: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        self.filter = check_model(RunEventFilter, {"kinds": self.kinds, "instrument": instrument,
+                                                   "experiment": experiment}, "", "RunEventTrigger")
         if run is not None and (not isinstance(run, int) or run < 0):
             raise ValueError(f"RunEventTrigger: run: must be a run number (0 or more), got {run!r}")
         self._since = parse_since(since)
