@@ -15,6 +15,7 @@ Private keys are created with mode 0600 and never leave the directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -99,6 +100,18 @@ def write_private(path: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
     os.chmod(path, 0o600)
+
+
+def replace_file(path: Path, data: bytes, mode: int) -> None:
+    """Write ``path`` atomically (new or replaced), with ``mode`` from the start: a key written with 0600 is
+    never readable by others, even briefly."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
 
 
 def write_public(path: Path, data: bytes) -> None:

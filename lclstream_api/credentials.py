@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from certified.config import replace_file
 from certified.stream_ca import Issued, StreamCA
 
 CA_CERT, BUFFER_CERT, BUFFER_KEY = "ca.crt", "buffer.crt", "buffer.key"
@@ -37,17 +38,6 @@ class JobFiles:
                    folder / PRODUCER_KEY)
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
-    """Create ``path`` with ``mode`` from the start (a key is never readable by others, even briefly)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
-
-
 class TransferCAs:
     """The per-transfer CAs of one service, keyed by transfer id."""
 
@@ -63,16 +53,16 @@ class TransferCAs:
         os.chmod(self.root, 0o700)
         ca = StreamCA.create(f"lclstream transfer {transfer_id}")
         cert_path, key_path = self._paths(transfer_id)
-        _write(key_path, ca.key_pem, 0o600)
-        _write(cert_path, ca.cert_pem, 0o644)
+        replace_file(key_path, ca.key_pem, 0o600)
+        replace_file(cert_path, ca.cert_pem, 0o644)
         files = JobFiles.under(folder)
-        _write(files.ca, ca.cert_pem, 0o644)
+        replace_file(files.ca, ca.cert_pem, 0o644)
         buffer = ca.issue("buffer", "buffer", hosts=hosts)
-        _write(files.buffer_cert, buffer.cert_pem, 0o644)
-        _write(files.buffer_key, buffer.key_pem, 0o600)
+        replace_file(files.buffer_cert, buffer.cert_pem, 0o644)
+        replace_file(files.buffer_key, buffer.key_pem, 0o600)
         producer = ca.issue(f"producers of {transfer_id}", "producer")
-        _write(files.producer_cert, producer.cert_pem, 0o644)
-        _write(files.producer_key, producer.key_pem, 0o600)
+        replace_file(files.producer_cert, producer.cert_pem, 0o644)
+        replace_file(files.producer_key, producer.key_pem, 0o600)
         return files
 
     def ca_pem(self, transfer_id: str) -> bytes:

@@ -21,12 +21,12 @@ against it with ``AIRFLOW_HOME`` set. After start-up the execution API is warmed
 from __future__ import annotations
 
 import configparser
+import io
 import json
 import logging
 import os
 import secrets
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -35,10 +35,16 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from airflow_provider_lclstream.local_site.airflow_client import AirflowClient
-from airflow_provider_lclstream.local_site.processes import ServiceProcess, SiteError, free_port, log_tail
+from airflow_provider_lclstream.local_site.processes import (
+    BIN,
+    ServiceProcess,
+    SiteError,
+    free_port,
+    log_tail,
+)
+from certified.config import replace_file
 
 log = logging.getLogger("lclstream.site")
-BIN = Path(sys.executable).parent
 COMPONENTS: dict[str, list[str]] = {
     "api-server": ["api-server"],
     "scheduler": ["scheduler", "--skip-serve-logs"],
@@ -163,17 +169,15 @@ class AirflowInstance:
         self.dags_folder.mkdir(parents=True, exist_ok=True)
         parser = configparser.ConfigParser(interpolation=None)
         parser.read_dict(self.airflow_cfg())
-        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            parser.write(fh)
+        text = io.StringIO()
+        parser.write(text)
+        replace_file(self.config_path, text.getvalue().encode(), 0o600)
         if self.settings.preload:
             config = self.home / "config"
             config.mkdir(exist_ok=True)
             (config / "airflow_local_settings.py").write_text(LOCAL_SETTINGS.format(modules=tuple(self.settings.preload)))
         passwords = self.home / "passwords.json"
-        fd = os.open(passwords, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({self.username: self.password}, fh)
+        replace_file(passwords, json.dumps({self.username: self.password}).encode(), 0o600)
 
     def migrate(self) -> float:
         """``airflow db migrate`` (creates the SQLite database); returns the seconds it took."""

@@ -18,13 +18,12 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from types import FrameType
 
 from pydantic import ValidationError
 
 from airflow_provider_lclstream.local_site.airflow import AirflowSettings
 from airflow_provider_lclstream.local_site.pki import SitePki
-from airflow_provider_lclstream.local_site.processes import SiteError
+from airflow_provider_lclstream.local_site.processes import SiteError, interrupt_on_signal
 from airflow_provider_lclstream.local_site.site import SERVICE_IDENTITIES, LocalSite, SiteSettings
 from certified.errors import CertifiedError
 from elog.broker import BrokerError
@@ -86,10 +85,6 @@ def _invalid(exc: ValidationError, option_prefix: str) -> int:
     return 2
 
 
-def _terminate(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def up(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="lclstream-site-") as tmp:
         try:
@@ -104,7 +99,7 @@ def up(args: argparse.Namespace) -> int:
         except ValidationError as exc:
             return _invalid(exc, "--")
         site = LocalSite(settings)
-        signal.signal(signal.SIGTERM, _terminate)
+        signal.signal(signal.SIGTERM, interrupt_on_signal)
         try:
             with site:
                 print(json.dumps(site.description(), indent=2) if args.json else summary(site), flush=True)

@@ -27,12 +27,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from airflow_provider_lclstream.local_site.airflow import AirflowSettings
 from airflow_provider_lclstream.local_site.airflow_client import AirflowClient
-from airflow_provider_lclstream.local_site.processes import SiteError
+from airflow_provider_lclstream.local_site.processes import SiteError, interrupt_on_signal
 from airflow_provider_lclstream.local_site.site import AIRFLOW_IDENTITY, DAQ_IDENTITY, LocalSite, SiteSettings
 from lclstream_api.progress import human_bytes
 
@@ -79,10 +78,6 @@ class ProgressLine:
             self.shown = False
 
 
-def _terminate(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lclstream-site demo", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=None, help="the demo's folder, new or empty "
@@ -117,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("httpx", "elog"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # its start-up probe's expected misses
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, interrupt_on_signal)
     demo = Demo(folder.absolute(), args)
     try:
         return demo.run()

@@ -18,13 +18,16 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 
 import psutil
 
 log = logging.getLogger("lclstream.site")
+BIN = Path(sys.executable).parent  # the commands of this environment (airflow, psik-api, ...)
 PR_SET_PDEATHSIG = 1
 
 
@@ -162,3 +165,8 @@ def alive(seen: dict[int, float]) -> list[psutil.Process]:
         except psutil.Error:
             continue
     return out
+
+
+def interrupt_on_signal(signum: int, _frame: FrameType | None) -> None:
+    """A signal handler (SIGTERM) that stops the site the way Ctrl-C does."""
+    raise KeyboardInterrupt(f"signal {signum}")

@@ -8,18 +8,16 @@ Psi-k jobs it left running (buffers, mpiexec ranks, consumer jobs), so nothing o
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from airflow_provider_lclstream.local_site.processes import ServiceProcess, free_port
+from airflow_provider_lclstream.local_site.processes import BIN, ServiceProcess, free_port
 from psik.manager import JobManager
 from psik.models import PsikConfig
 
 log = logging.getLogger("lclstream.site")
-BIN = Path(sys.executable).parent
 
 
 class SiteService:

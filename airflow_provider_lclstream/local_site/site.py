@@ -40,16 +40,16 @@ from typing import Annotated, Any
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
-from airflow_provider_lclstream.local_site.airflow import BIN, AirflowInstance, AirflowSettings
+from airflow_provider_lclstream.local_site.airflow import AirflowInstance, AirflowSettings
 from airflow_provider_lclstream.local_site.pki import SitePki
-from airflow_provider_lclstream.local_site.processes import free_port
+from airflow_provider_lclstream.local_site.processes import BIN, free_port
 from airflow_provider_lclstream.local_site.services import (
     SiteService,
     start_elog,
     start_lclstream_api,
     start_psik_api,
 )
-from certified.config import NAME_PATTERN
+from certified.config import NAME_PATTERN, replace_file
 
 log = logging.getLogger("lclstream.site")
 AIRFLOW_IDENTITY = "airflow"
@@ -180,9 +180,8 @@ class LocalSite:
         assert self.pki is not None
         conns: dict[str, dict[str, Any]] = {}
         who = {"lclstream": AIRFLOW_IDENTITY, "psik": HPC_IDENTITY, "elog": AIRFLOW_IDENTITY}
-        conn_types = {"lclstream": "lclstream", "psik": "psik", "elog": "elog"}
         for alias in self._ports:
-            conns[f"{alias}_default"] = {"conn_type": conn_types[alias], "host": alias,
+            conns[f"{alias}_default"] = {"conn_type": alias, "host": alias,
                                          "extra": {"certified_config": str(self.pki.dir(who[alias]))}}
         if self.kafka_bootstrap:
             conns["lclstream_kafka_default"] = {"conn_type": "lclstream_kafka", "host": self.kafka_bootstrap,
@@ -256,9 +255,7 @@ class LocalSite:
 
     def write_description(self) -> Path:
         path = self.root / "site.json"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the Airflow password
-        with os.fdopen(fd, "w") as fh:
-            json.dump(self.description(), fh, indent=2)
+        replace_file(path, json.dumps(self.description(), indent=2).encode(), 0o600)  # holds the Airflow password
         return path
 
     def seen_pids(self) -> dict[int, float]:

@@ -29,9 +29,11 @@ same run (a duplicated run_start, or ``lclstream_on_run_stop`` for a run whose s
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -86,16 +88,15 @@ def connection_identity(conn_id: str) -> str | None:
     """The certified identity a service connection presents: its certificate's common name, or the name of
     its identity folder (``certified_config``, else ``$CERTIFIED_CONFIG``)."""
     from cryptography import x509
-    from cryptography.x509.oid import NameOID
 
     from certified import identity
+    from certified.caller import strict_common_name
     from certified.material import read_pem
 
     endpoint = endpoint_from(BaseHook.get_connection(conn_id))
     if endpoint.tls is not None and endpoint.tls.cert:
-        cert = x509.load_pem_x509_certificate(read_pem(endpoint.tls.cert, f"connection {conn_id}").encode())
-        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        return str(names[0].value) if names else None
+        return strict_common_name(x509.load_pem_x509_certificate(read_pem(endpoint.tls.cert,
+                                                                          f"connection {conn_id}").encode()))
     try:
         return identity.load(endpoint.certified_config).name
     except Exception as exc:  # no identity folder where the connection says: the transfer has no reader then
@@ -103,11 +104,15 @@ def connection_identity(conn_id: str) -> str | None:
         return None
 
 
-def _planner(wiring: DagWiring, dags_folder: Path) -> Callable[[RunEvent, StreamSettings, bool], Any]:
-    def plan(event: RunEvent, settings: StreamSettings, strict: bool) -> Any:
-        reader = settings.consumer_identity or connection_identity(wiring.psik_conn_id)
-        owner = connection_identity(wiring.lclstream_conn_id)
-        return plan_run(event, settings, dags_folder, owner=owner, reader=reader, strict=strict)
+def _planner(wiring: DagWiring, dags_folder: Path, settings: StreamSettings, strict: bool) -> Callable[[RunEvent], Any]:
+    """Plans runs with ``settings`` for one task; the connections' identities are looked up once, at its
+    first run."""
+    identity_of = functools.cache(connection_identity)
+
+    def plan(event: RunEvent) -> Any:
+        reader = settings.consumer_identity or identity_of(wiring.psik_conn_id)
+        return plan_run(event, settings, dags_folder, owner=identity_of(wiring.lclstream_conn_id), reader=reader,
+                        strict=strict)
     return plan
 
 
@@ -117,19 +122,18 @@ def plan_triggering_runs(wiring: DagWiring, dags_folder: Path) -> Any:
     A run that cannot be streamed as configured does not stop the others: it is listed (XCom ``refused``)
     for ``report_refused``, which notes it on the run and fails the DAG run.
     """
-    planner = _planner(wiring, dags_folder)
-
     @task(task_id="runs", retries=0)
     def runs(**context: Any) -> list[dict[str, Any]]:
         try:
             settings = read_settings(StreamSettings)
         except SettingsError as exc:
             raise AirflowFailException(str(exc)) from None
+        planner = _planner(wiring, dags_folder, settings, strict=False)
         plans, refused = [], []
         for payload in run_events(context):
             event = as_run_event(payload)
             try:
-                plans.append(planner(event, settings, False).expand_kwargs())
+                plans.append(planner(event).expand_kwargs())
             except PlanError as exc:
                 log.error("run %s will not be streamed: %s", event.key, exc)
                 refused.append({"run_event": payload, "reason": str(exc)})
@@ -143,8 +147,6 @@ def plan_triggering_runs(wiring: DagWiring, dags_folder: Path) -> Any:
 def plan_manual_run(wiring: DagWiring, dags_folder: Path) -> Any:
     """The first task of ``lclstream_manual``: the run named in the form, from its ELog record (its files,
     detectors and event count), planned with the form's choices; any problem fails it before anything starts."""
-    planner = _planner(wiring, dags_folder)
-
     @task(task_id="runs", retries=0)
     def runs(**context: Any) -> list[dict[str, Any]]:
         params = dict(context["params"])
@@ -156,21 +158,19 @@ def plan_manual_run(wiring: DagWiring, dags_folder: Path) -> Any:
             settings = read_settings(StreamSettings, overrides=overrides)
         except SettingsError as exc:
             raise AirflowFailException(str(exc)) from None
-        hook = ElogHook(wiring.elog_conn_id)
-        try:
-            record = hook.get(params["experiment"], int(params["run"]))
-        except ElogError as exc:
-            if exc.status == 404:
-                raise AirflowFailException(f"run {params['experiment']}/{params['run']} is not in the ELog") from None
-            raise
-        finally:
-            hook.close()
+        with closing(ElogHook(wiring.elog_conn_id)) as hook:
+            try:
+                record = hook.get(params["experiment"], int(params["run"]))
+            except ElogError as exc:
+                if exc.status == 404:
+                    raise AirflowFailException(f"run {params['experiment']}/{params['run']} is not in the ELog") from None
+                raise
         event = record.stop_event() if record.state == RunState.CLOSED else record.start_event()
         log.info("run %s is %s (%s events); streaming it %s", record.key, record.state.value,
                  record.event_count if record.event_count is not None else "still taking",
                  "from its files" if record.state == RunState.CLOSED else "live")
         try:
-            plan = planner(event, settings, True)
+            plan = _planner(wiring, dags_folder, settings, strict=True)(event)
         except PlanError as exc:
             raise AirflowFailException(str(exc)) from None
         context["ti"].xcom_push(key="refused", value=[])
@@ -193,8 +193,7 @@ def report_refused(wiring: DagWiring) -> Any:
 
 
 def _annotate_refused(wiring: DagWiring, refused: list[dict[str, Any]]) -> None:
-    hook = ElogHook(wiring.elog_conn_id)
-    try:
+    with closing(ElogHook(wiring.elog_conn_id)) as hook:
         for item in refused:
             event = as_run_event(item["run_event"])
             try:
@@ -202,8 +201,6 @@ def _annotate_refused(wiring: DagWiring, refused: list[dict[str, Any]]) -> None:
                               body={"run": event.key, "ok": False, "problem": item["reason"]})
             except Exception as exc:  # the ELog may not know the run; the DAG run fails below anyway
                 log.error("could not annotate run %s: %s", event.key, exc)
-    finally:
-        hook.close()
     raise AirflowFailException("; ".join(f"run {as_run_event(i['run_event']).key}: {i['reason']}" for i in refused))
 
 
@@ -235,14 +232,13 @@ def _xcom(context: Any, task: str, key: str) -> Any:
 
 def _cancel_unless_ended(hook: LCLStreamHook | PsikHook, ident: str, what: str) -> None:
     """Cancel a transfer or job that has not ended yet (a task of its run's stream failed); log either way."""
-    try:
-        if not hook.status(ident).state.terminal:
-            hook.cancel(ident)
-            log.warning("%s %s canceled: a task of this run's stream failed", what, ident)
-    except Exception as exc:
-        log.error("%s %s not canceled: %s", what, ident, exc)
-    finally:
-        hook.close()
+    with closing(hook):
+        try:
+            if not hook.status(ident).state.terminal:
+                hook.cancel(ident)
+                log.warning("%s %s canceled: a task of this run's stream failed", what, ident)
+        except Exception as exc:
+            log.error("%s %s not canceled: %s", what, ident, exc)
 
 
 def stream_run(wiring: DagWiring, *, idempotency_key: str | None = None, annotate_followed: bool = True) -> Any:
@@ -276,15 +272,15 @@ def stream_run(wiring: DagWiring, *, idempotency_key: str | None = None, annotat
             problems.append("the transfer was not made: LCLStream-API refused or did not answer (see the task "
                             f"{GROUP}.transfer)")
         else:
-            with _closing(LCLStreamHook(wiring.lclstream_conn_id)) as hook:
+            with closing(LCLStreamHook(wiring.lclstream_conn_id)) as hook:
                 view = _ask(problems, f"transfer {transfer_id}", lambda: hook.status(transfer_id))
         job_id = _xcom(context, "consumer", "job_id")
         if job_id:
-            with _closing(PsikHook(wiring.psik_conn_id)) as psik:
+            with closing(PsikHook(wiring.psik_conn_id)) as psik:
                 job = _ask(problems, f"consumer job {job_id}", lambda: psik.status(job_id))
                 stdout = _ask(problems, f"consumer job {job_id}'s output", lambda: psik.logs(job_id, "stdout", tail=200))
                 report = consumer_report(stdout or "")
-        with _closing(ElogHook(wiring.elog_conn_id)) as elog:
+        with closing(ElogHook(wiring.elog_conn_id)) as elog:
             record = _ask(problems, f"run {event.key} in the ELog", lambda: elog.get(event.experiment, event.run))
         result = Outcome.of(event.key, transfer=view, job=job, report=report, run=record,
                             consumer_expected=created is not False, problems=problems,
@@ -327,19 +323,6 @@ def stream_run(wiring: DagWiring, *, idempotency_key: str | None = None, annotat
         annotate >> verdict(result["ok"], result["failure"])
 
     return stream
-
-
-class _closing:
-    """``with _closing(hook)``: the hook's client is closed at the end."""
-
-    def __init__(self, hook: Any) -> None:
-        self.hook = hook
-
-    def __enter__(self) -> Any:
-        return self.hook
-
-    def __exit__(self, *_exc: object) -> None:
-        self.hook.close()
 
 
 def _ask(problems: list[str], what: str, call: Callable[[], Any]) -> Any:

@@ -57,10 +57,6 @@ class RunPlan(BaseModel):
     consumer_resources: dict[str, Any]
     out_dir: str
 
-    @property
-    def key(self) -> str:
-        return str(self.run_event["key"])
-
     def expand_kwargs(self) -> dict[str, Any]:
         """The arguments of the task group that streams the run (``stream_run.expand_kwargs``)."""
         return self.model_dump(mode="json")
