@@ -84,6 +84,10 @@ class RunStore(SQLiteStore):
                                    "ORDER BY rowid DESC LIMIT ?", [limit])
             return [self._record(text) for text in texts]
 
+    @staticmethod
+    def _exists(db: sqlite3.Connection, experiment: str, run: int) -> bool:
+        return db.execute("SELECT 1 FROM runs WHERE experiment = ? AND run = ?", (experiment, run)).fetchone() is not None
+
     def open_run(self, request: RunOpen, opened_by: str) -> RunRecord:
         with self._write() as db:
             run = request.run
@@ -91,8 +95,7 @@ class RunStore(SQLiteStore):
                 (last,) = db.execute("SELECT MAX(run) FROM runs WHERE experiment = ?",
                                      (request.experiment,)).fetchone()
                 run = 1 if last is None else last + 1
-            elif db.execute("SELECT 1 FROM runs WHERE experiment = ? AND run = ?",
-                            (request.experiment, run)).fetchone():
+            elif self._exists(db, request.experiment, run):
                 raise RunConflict(f"run {run} of experiment {request.experiment!r} exists already")
             run_dir = request.run_dir
             if request.data_root is not None:
@@ -127,7 +130,8 @@ class RunStore(SQLiteStore):
 
     def annotate(self, experiment: str, run: int, note: AnnotationIn, author: str) -> Annotation:
         with self._write() as db:
-            self.get(experiment, run)
+            if not self._exists(db, experiment, run):
+                raise RunNotFound(experiment, run)
             annotation = Annotation(id=1, time=utc_now(), author=author, **note.model_dump())
             cursor = db.execute("INSERT INTO annotations (experiment, run, annotation) VALUES (?, ?, ?)",
                                 (experiment, run, annotation.model_dump_json()))

@@ -102,9 +102,9 @@ def cmd_run(argv: list[str]) -> int:
 
     try:
         summary = run_streamer(config, num_events=args.num_events, comm=comm, progress=args.progress)
-    except DeliveryError as exc:  # no receiver, or one that went away: the stream is incomplete
-        return _fail(str(exc), EXIT_FAILED)
-    except SourceTimeout as exc:  # the stream started and then its source stopped delivering: not bad input
+    # no receiver, or one that went away; or the stream started and then its source stopped delivering:
+    # the stream is incomplete, and not because of bad input
+    except (DeliveryError, SourceTimeout) as exc:
         return _fail(str(exc), EXIT_FAILED)
     except (SourceError, ConfigError, SetupError, OSError) as exc:  # OSError: a handler cannot write/bind/connect
         return _fail(error_text(exc)) if rank == 0 else EXIT_BAD_INPUT

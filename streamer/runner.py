@@ -170,25 +170,22 @@ def run_streamer(config: StreamerConfig, *, num_events: int | None = None, comm:
     chain = setup_together(context, lambda: Chain(config, context))
     try:
         total = agree_on_total(context, setup_together(context, chain.source.number_of_events))
-        indices = this_ranks_events(total, num_events, rank, nranks)
+        announced = announced_total(total, num_events)
+        indices = this_ranks_events(total, announced, rank, nranks)
         source_type = config.event_source.type  # type: ignore[attr-defined]
         if total is None:
             log.info("rank %d/%d: %s, events %d, %d, ... until the run ends (total not known yet)", rank,
                      nranks, source_type, indices.start, indices.start + indices.step)
         else:
             log.info("rank %d/%d: %s, events %d..%d of %d", rank, nranks, source_type, indices.start,
-                     indices.stop - 1, total if num_events is None else min(total, num_events))
+                     indices.stop - 1, announced)
         setup_together(context, chain.open_handlers)
         try:
-            figures = stream_rank(chain, indices, progress, total=announced_total(total, num_events))
-        except DeliveryError as exc:
-            if comm is not None and nranks > 1:
-                log.error("rank %d: %s; stopping every rank", rank, exc)
-                abort(comm)
-            raise
+            figures = stream_rank(chain, indices, progress, total=announced)
         except BaseException as exc:
             if comm is not None and nranks > 1:
-                if isinstance(exc, SourceError):  # a reason for the user (e.g. a live run gone idle)
+                # a reason for the user: a receiver gone, a live run gone idle
+                if isinstance(exc, DeliveryError | SourceError):
                     log.error("rank %d: %s; aborting the MPI job", rank, error_text(exc))
                 else:
                     log.exception("rank %d failed while streaming; aborting the MPI job", rank)
@@ -211,11 +208,13 @@ def agree_on_total(context: RunContext, total: int | None) -> int | None:
     return total
 
 
-def this_ranks_events(total: int | None, num_events: int | None, rank: int, nranks: int) -> range:
-    """Contiguous blocks of a known total; by event index (``rank, rank + nranks, ...``) when it is not known."""
+def this_ranks_events(total: int | None, announced: int | None, rank: int, nranks: int) -> range:
+    """Contiguous blocks of a known total (``announced``: the events to stream); by event index (``rank,
+    rank + nranks, ...``, up to ``announced`` if given) when the total is not known."""
     if total is None:
-        return stride_events(rank, nranks, num_events)
-    return split_events(total if num_events is None else min(total, num_events), rank, nranks)
+        return stride_events(rank, nranks, announced)
+    assert announced is not None
+    return split_events(announced, rank, nranks)
 
 
 def announced_total(total: int | None, num_events: int | None) -> int | None:

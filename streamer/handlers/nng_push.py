@@ -213,10 +213,7 @@ class NNGPushDataHandler(DataHandler):
             # up as soon as it has this rank's end envelope confirms it as well as one that waits for
             # the transport end marker
             self._hung_up.clear()
-            if self.config.envelope:
-                self._send(pack_end(rank=self.context.rank, nranks=self.context.nranks, sent=self.messages_sent))
-                log.info("rank %d: end of stream sent to %s after %d messages", self.context.rank, self.config.url,
-                         self.messages_sent)
+            self._send_end()
             self.flush()
             if self.config.role == "client":
                 self._confirm_end()
@@ -227,15 +224,19 @@ class NNGPushDataHandler(DataHandler):
     def _close_producer(self) -> None:
         assert self._producer is not None
         try:
-            if self.config.envelope:
-                self._send(pack_end(rank=self.context.rank, nranks=self.context.nranks, sent=self.messages_sent))
-                log.info("rank %d: end of stream sent to %s after %d messages", self.context.rank, self.config.url,
-                         self.messages_sent)
+            self._send_end()
             self.end_confirmed = self._producer.close()
             self._log_confirmation()
         finally:
             self._producer.abort()
             self._producer = None
+
+    def _send_end(self) -> None:
+        """This rank's end-of-stream envelope (when the stream has envelopes)."""
+        if self.config.envelope:
+            self._send(pack_end(rank=self.context.rank, nranks=self.context.nranks, sent=self.messages_sent))
+            log.info("rank %d: end of stream sent to %s after %d messages", self.context.rank, self.config.url,
+                     self.messages_sent)
 
     def _log_confirmation(self) -> None:
         if self.end_confirmed:

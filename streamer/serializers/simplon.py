@@ -34,7 +34,7 @@ from streamer.base import Batch, ComponentConfig, Message, RunContext, Serialize
 from streamer.envelope import PayloadFormat
 from streamer.registry import Component, register
 from streamer.serializers import bitshuffle_lz4
-from streamer.serializers.simplon_header import ImageFacts, SeriesInfo, header_message
+from streamer.serializers.simplon_header import ImageFacts, SeriesInfo, header_message, json_part
 
 ConfigValue = str | int | float | bool | None | list[float] | list[int]
 IMAGE_HTYPE = "dimage-1.0"
@@ -70,10 +70,6 @@ class SimplonBinarySerializerConfig(ComponentConfig):
                              "receiver gets them, and each image's appendix carries the event's identity; name "
                              "the pulse id data with pulse_id_field instead")
         return data
-
-
-def _json(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
 
 
 def encoding_name(encoding: str, dtype: np.dtype) -> str:
@@ -149,7 +145,7 @@ class SimplonBinarySerializer(Serializer):
         return [header_message(info)]
 
     def stream_footer(self) -> list[Message]:
-        return [[_json({"htype": "dseries_end-1.0", "series": self.config.series})]]
+        return [[json_part({"htype": "dseries_end-1.0", "series": self.config.series})]]
 
     def serialize(self, batch: Batch, sequence: int) -> list[Message]:
         cfg = self.config
@@ -169,15 +165,15 @@ class SimplonBinarySerializer(Serializer):
             start = (_nanoseconds(batch[cfg.timestamp_field][index]) if cfg.timestamp_field
                      else time.time_ns())
             message = [
-                _json({"htype": "dimage-1.0", "series": cfg.series, "frame": self._frame(event),
+                json_part({"htype": "dimage-1.0", "series": cfg.series, "frame": self._frame(event),
                        "hash": hashlib.md5(blob).hexdigest()}),
-                _json({**described, "size": len(blob)}),
+                json_part({**described, "size": len(blob)}),
                 blob,
-                _json({"htype": "dconfig-1.0", "start_time": start, "stop_time": start + cfg.exposure_time_ns,
+                json_part({"htype": "dconfig-1.0", "start_time": start, "stop_time": start + cfg.exposure_time_ns,
                        "real_time": cfg.exposure_time_ns}),
             ]
             if cfg.image_appendix:
-                message.append(_json(self._identity(batch, index, event)))
+                message.append(json_part(self._identity(batch, index, event)))
             messages.append(message)
             self._images_sent += 1
         return messages
@@ -214,7 +210,7 @@ class FrameRenumbering:
         image = json.loads(first)
         image["frame"] = self.next_frame
         self.next_frame += 1
-        return [_json(image), *parts[1:]]
+        return [json_part(image), *parts[1:]]
 
 
 class SimplonError(ValueError):

@@ -129,13 +129,14 @@ def _warn_on_contradiction(config: dict[str, Any], user: dict[str, Any]) -> None
                         "sends %r", key, user[key], config[key], user[key])
 
 
-def _json(obj: dict[str, Any]) -> bytes:
+def json_part(obj: dict[str, Any]) -> bytes:
+    """A SIMPLON JSON part: compact UTF-8 JSON."""
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
 def _table(htype: str, array: np.ndarray) -> list[bytes]:
     rows, columns = array.shape
-    return [_json({"htype": htype, "shape": [columns, rows], "type": array.dtype.name}),
+    return [json_part({"htype": htype, "shape": [columns, rows], "type": array.dtype.name}),
             np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()]
 
 
@@ -148,11 +149,11 @@ def neutral_tables(x: int, y: int) -> list[bytes]:
 
 def header_message(info: SeriesInfo) -> list[bytes]:
     """The whole ``dheader-1.0`` multi-part message for ``info.detail`` (none, basic or all)."""
-    parts = [_json({"htype": "dheader-1.0", "series": info.series, "header_detail": info.detail})]
+    parts = [json_part({"htype": "dheader-1.0", "series": info.series, "header_detail": info.detail})]
     if info.detail == "basic":
-        parts.append(_json(basic_config(info)))
+        parts.append(json_part(basic_config(info)))
     elif info.detail == "all":
         config = all_config(info)
-        parts.append(_json(config))
+        parts.append(json_part(config))
         parts.extend(neutral_tables(int(config["x_pixels_in_detector"]), int(config["y_pixels_in_detector"])))
     return parts

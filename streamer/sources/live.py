@@ -142,9 +142,9 @@ class LiveRunEventSource(EventSource):
         grew = False
         for number, entry in enumerate(manifest.files):
             if number == len(self.files):
-                start = self.files[-1].start + self.files[-1].available if self.files else 0
                 if self.files and self.files[-1].final is None:
                     break  # the previous file is not finished as far as we read it
+                start = self._available()
                 self.files.append(_RunFile(self.run_dir / entry.name, start, self.wanted, manifest.commit_dataset))
                 self.starts.append(start)
                 log.info("run %s/%d: reading %s (events from %d)", manifest.experiment, manifest.run,
