@@ -24,6 +24,15 @@ class BufferState(StrEnum):
     def final(self) -> bool:
         return self in (BufferState.DONE, BufferState.FAILED, BufferState.CANCELED)
 
+    @property
+    def rank(self) -> int:
+        """Order of the states: a buffer's state never goes to a lower rank (the final ones share the top)."""
+        return _RANK[self]
+
+
+_RANK = {BufferState.WAITING: 0, BufferState.STREAMING: 1, BufferState.DRAINING: 2,
+         BufferState.DONE: 3, BufferState.FAILED: 3, BufferState.CANCELED: 3}
+
 
 EXIT_CODES = {BufferState.DONE: 0, BufferState.FAILED: 1, BufferState.CANCELED: 3}
 

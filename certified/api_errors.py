@@ -33,10 +33,11 @@ def shorten(text: str, limit: int = MAX_MESSAGE) -> str:
     """``text`` cut to ``limit`` characters, saying how much was left out; always encodable as UTF-8."""
     if len(text) > limit:
         text = f"{text[:limit]}... ({len(text) - limit} more characters)"
-    return text.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate from JSON becomes '?'
+    return _plain(text)
 
 
 def _plain(text: str) -> str:
+    """``text`` encodable as UTF-8: a lone surrogate from JSON becomes '?'."""
     return text.encode("utf-8", "replace").decode("utf-8")
 
 

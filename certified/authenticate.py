@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 from certified.caller import SCOPE_KEY, CallerRefused, ClientTrust, peer_pem
+from certified.request_guard import answer
 
 log = logging.getLogger("certified.serve")
 
@@ -46,7 +47,4 @@ async def _forbidden(scope: dict[str, Any], send: Any, reason: str) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008})
         return
-    body = json.dumps({"detail": f"not authenticated: {reason}"}).encode()
-    await send({"type": "http.response.start", "status": 403,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+    await answer(send, 403, {"detail": f"not authenticated: {reason}"})

@@ -20,7 +20,7 @@ from certified.api_errors import answer_with_status, install_error_handlers
 from certified.fastapi import Caller, caller
 from elog.events import NAME_PATTERN
 from elog.records import MAX_RUN, Annotation, AnnotationIn, RunClose, RunList, RunOpen, RunRecord, RunState
-from elog.store import RunConflict, RunNotFound, RunStore
+from elog.store import STATUS_OF, RunStore
 
 log = logging.getLogger("elog.service")
 
@@ -46,7 +46,7 @@ def create_app(store: RunStore, writers: list[str]) -> FastAPI:
 
     as_writer = Depends(writer)  # a default, not an annotation: annotations are strings and cannot see locals
 
-    answer_with_status(app, {RunNotFound: 404, RunConflict: 409})
+    answer_with_status(app, STATUS_OF)
 
     @app.get("/runs", response_model=RunList, summary="Runs, newest first")
     def list_runs(_who: Who, experiment: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from certified.service_client import ServiceClient, ServiceError
 from elog.records import Annotation, AnnotationIn, RunClose, RunList, RunOpen, RunRecord, RunState
-from elog.store import RunConflict, RunNotFound, RunStore
+from elog.store import STATUS_OF, RunConflict, RunNotFound, RunStore
 
 
 class ElogError(ServiceError):
@@ -77,10 +77,8 @@ class ElogClient(ServiceClient):
 
 
 def _as_error(exc: Exception) -> ElogError:
-    if isinstance(exc, RunNotFound):
-        return ElogError(404, str(exc))
-    if isinstance(exc, RunConflict):
-        return ElogError(409, str(exc))
+    if type(exc) in STATUS_OF:
+        return ElogError(STATUS_OF[type(exc)], str(exc))
     assert isinstance(exc, ValidationError)
     return ElogError(422, [{"loc": list(err["loc"]), "msg": err["msg"]} for err in exc.errors()])
 

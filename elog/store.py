@@ -47,6 +47,10 @@ class RunConflict(ValueError):
     """The change does not fit the run's state (it exists already, or is closed with other figures)."""
 
 
+# the HTTP status each store error stands for: the service answers with it, LocalElog raises it
+STATUS_OF: dict[type[Exception], int] = {RunNotFound: 404, RunConflict: 409}
+
+
 class RunStore(SQLiteStore):
     """Thread-safe access to the runs and annotations of one SQLite file."""
 

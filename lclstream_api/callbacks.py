@@ -19,14 +19,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from buffer.status import BufferState, BufferStatus
+from buffer.status import BufferStatus
 from certified.api_errors import quoted
 from lclstream_api.models import TransferRecord
 from psik.models import JobState
 
 BUFFER, JOB = "buffer", "job"
-_BUFFER_RANK = {BufferState.WAITING: 0, BufferState.STREAMING: 1, BufferState.DRAINING: 2,
-                BufferState.DONE: 3, BufferState.FAILED: 3, BufferState.CANCELED: 3}
 
 
 class CallbackRefused(Exception):
@@ -67,7 +65,7 @@ def check_buffer_status(record: TransferRecord, body: object) -> BufferStatus:
     if recorded is None:
         return status
     new, old = status.state, recorded.state
-    if _BUFFER_RANK[new] < _BUFFER_RANK[old]:
+    if new.rank < old.rank:
         raise CallbackRefused(409, f"buffer status {new.value!r} is earlier than the recorded {old.value!r} of "
                                    f"transfer {record.id}; a transfer's state never goes back", "state")
     if new != old and old.final:

@@ -165,7 +165,7 @@ def _report(receiver: Receiver, shared: bool, summary_json: str | None = None,
             transfer_id: str | None = None) -> int:
     summary = receiver.summary()
     _write_summary(summary, summary_json, transfer_id)
-    markers = len(receiver.ledger.expected)  # the producer ranks whose end-of-rank marker arrived
+    markers = summary["end_markers"]  # the producer ranks whose end-of-rank marker arrived
     print(f"received {summary['messages']} data messages and {markers} end-of-rank marker{'s' * (markers != 1)} "
           f"(a buffer counts both: {summary['messages'] + markers} messages), {summary['events']} events, "
           f"{human_bytes(summary['bytes'])} from {receiver.url}", file=sys.stderr)

@@ -12,6 +12,7 @@ requests described once in :class:`TransferCalls`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -66,9 +67,8 @@ class TransferCalls:
                         idempotency_key: str | None = None) -> Call[tuple[TransferView, bool]]:
         """The same request; its answer says whether it made the transfer (201) or found the one an earlier
         request with this idempotency key made (200)."""
-        call = TransferCalls.request(config, options, idempotency_key)
-        return Call(call.method, call.path, lambda r: (_view(r), r.status_code == 201), json=call.json,
-                    headers=call.headers)
+        return dataclasses.replace(TransferCalls.request(config, options, idempotency_key),
+                                   parse=lambda r: (_view(r), r.status_code == 201))
 
     @staticmethod
     def status(transfer_id: str) -> Call[TransferView]:

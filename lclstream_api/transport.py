@@ -8,17 +8,16 @@ caller) or by its URL with the caller's own files (``DataTLS``) for a ``tls+tcp:
 from __future__ import annotations
 
 import logging
-import os
 import ssl
-import tempfile
 import threading
 from collections.abc import Iterator
-from pathlib import Path
+
+from pydantic import SecretStr
 
 from buffer.client import Handoff, Message, StreamRefused, StreamTimeout
 from buffer.client import messages as buffer_messages
 from buffer.config import TLSFiles as DataTLS
-from buffer.tls import client_context
+from certified.material import ClientTLS
 from lclstream_api.client import TransferClient
 from lclstream_api.models import DataCredentials
 
@@ -29,23 +28,14 @@ log = logging.getLogger("lclstream_api.transport")
 Security = DataTLS | ssl.SSLContext | None  # how to open a tls+tcp stream: files, or a ready context
 
 def credentials_context(creds: DataCredentials) -> ssl.SSLContext | None:
-    """The TLS context of a protected stream's credentials (None for plain tcp).
-
-    Python's ``ssl`` loads a private key from a file only: it goes through a private temporary folder
-    (0700, the file 0600) that is removed at once.
-    """
+    """The TLS context of a protected stream's credentials (None for plain tcp); the key is loaded the way
+    certified loads PEM text (through a private folder removed at once)."""
     if not creds.protected:
         return None
     if not (creds.ca_pem and creds.cert_pem and creds.key_pem):
         raise ValueError(f"the credentials of transfer {creds.transfer_id} lack a certificate or key")
-    with tempfile.TemporaryDirectory(prefix="lclstream-") as tmp:
-        cert, key, ca = Path(tmp) / "consumer.crt", Path(tmp) / "consumer.key", Path(tmp) / "ca.crt"
-        cert.write_text(creds.cert_pem)
-        ca.write_text(creds.ca_pem)
-        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(creds.key_pem)
-        return client_context(ca, cert, key)
+    return ClientTLS(cert=creds.cert_pem, key=SecretStr(creds.key_pem), ca=creds.ca_pem,
+                     minimum_version=ssl.TLSVersion.TLSv1_2).context()
 
 
 def unprotected_warning(transfer_id: str, url: str) -> str:
