@@ -122,16 +122,17 @@ class RunEvent(BaseModel):
 
 
 class RunEventFilter(BaseModel):
-    """Which run events a consumer wants: kinds, an instrument, an experiment glob (``mfx*``)."""
+    """Which run events a consumer wants: kinds, an instrument, an experiment glob (``mfx*``), a run number."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kinds: list[RunEventKind] = Field(default_factory=lambda: list(RunEventKind), min_length=1)
     instrument: str | None = Field(None, description="only this instrument (case-insensitive)")
     experiment: str | None = Field(None, description="fnmatch pattern on the experiment name")
+    run: int | None = Field(None, ge=0, strict=True, description="only this run number")
 
     def matches(self, event: RunEvent) -> bool:
-        if event.type not in self.kinds:
+        if event.type not in self.kinds or (self.run is not None and event.run != self.run):
             return False
         if self.instrument and event.instrument.lower() != self.instrument.lower():
             return False

@@ -117,6 +117,8 @@ class ServiceProcess:
             try:
                 if ready():
                     return time.monotonic() - started
+            except SiteError:  # ready() found the site broken (another of its processes exited): no use waiting
+                raise
             except Exception as exc:  # not up yet: connection refused, 5xx while starting
                 log.debug("%s: not %s yet: %r", self.name, what, exc)
             time.sleep(interval)

@@ -77,9 +77,7 @@ class RunEventTrigger(BaseEventTrigger):
         self.group_id = group_id
         self.since = since
         self.filter = check_model(RunEventFilter, {"kinds": self.kinds, "instrument": instrument,
-                                                   "experiment": experiment}, "", "RunEventTrigger")
-        if run is not None and (not isinstance(run, int) or run < 0):
-            raise ValueError(f"RunEventTrigger: run: must be a run number (0 or more), got {run!r}")
+                                                   "experiment": experiment, "run": run}, "", "RunEventTrigger")
         self._since = parse_since(since)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -88,15 +86,15 @@ class RunEventTrigger(BaseEventTrigger):
                            "group_id": self.group_id, "since": self.since}
 
     def matches(self, event: RunEvent | None) -> bool:
-        return (event is not None and self.filter.matches(event)
-                and (self.run_number is None or event.run == self.run_number))
+        return event is not None and self.filter.matches(event)
 
     def _event(self, record: RunEventRecord) -> TriggerEvent | None:
-        if record.event is None or not self.matches(record.event):
+        event = record.event
+        if event is None or not self.filter.matches(event):
             return None
-        self.log.info("run event %s %s (%s) at %s[%d] offset %d", record.event.type, record.event.key,
-                      record.event.instrument, *record.position)
-        return TriggerEvent(event_payload(record.event))
+        self.log.info("run event %s %s (%s) at %s[%d] offset %d", event.type, event.key, event.instrument,
+                      *record.position)
+        return TriggerEvent(event_payload(event))
 
     # ---- shared stream (the triggerer) -----------------------------------------------------------
     def shared_stream_key(self) -> Hashable | None:
